@@ -1,0 +1,59 @@
+# The task vocabulary: the targets people type are the ones CI and the workflows call.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+PYTHON := $(BIN)/python
+export PATH := $(BIN):$(PATH)
+LOCK_FLAGS := --python-version 3.11 --generate-hashes --no-header --no-annotate --quiet
+
+.PHONY: help setup repro test test-fast lint format typecheck bench mlflow-ui lock clean
+
+help: ## Show this list
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: $(VENV)/.installed ## Create .venv from the pinned, hashed lock files
+
+$(VENV)/.installed: requirements.lock requirements-bootstrap.lock pyproject.toml
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+		-r requirements-bootstrap.lock
+	$(BIN)/uv pip sync --quiet --python $(PYTHON) --require-hashes --compile-bytecode requirements.lock
+	$(BIN)/uv pip install --quiet --python $(PYTHON) --no-deps --no-build-isolation -e .
+	touch $@
+
+repro: setup ## Run the whole pipeline (dvc repro) on the settings in params.yaml
+	dvc repro
+
+test: setup lint typecheck ## Lint, type-check and run every test, end-to-end ones included
+	$(PYTHON) -m pytest
+
+test-fast: setup ## Run the tests without the slow end-to-end ones
+	$(PYTHON) -m pytest -m "not slow"
+
+lint: setup ## Check style and formatting with ruff
+	ruff check src tests benchmarks
+	ruff format --check src tests benchmarks
+
+format: setup ## Fix what ruff can fix and format the code
+	ruff check --fix src tests benchmarks
+	ruff format src tests benchmarks
+
+typecheck: setup ## Type-check the package with mypy
+	mypy
+
+bench: setup ## Time the pipeline: per stage, no-op, and on 10k/100k/1M synthetic rows
+	$(PYTHON) benchmarks/pipeline.py
+
+mlflow-ui: setup ## Browse the local MLflow runs at http://127.0.0.1:5000
+	mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
+
+lock: ## Re-resolve requirements*.lock after editing dependencies in pyproject.toml
+	uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS) -o requirements.lock
+	grep -E '^uv==' requirements.lock | cut -d' ' -f1 | uv pip compile - $(LOCK_FLAGS) \
+		-o requirements-bootstrap.lock
+
+clean: ## Remove caches and the virtual environment (data, models and runs stay)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

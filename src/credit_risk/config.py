@@ -1,0 +1,211 @@
+"""params.yaml, parsed once into a frozen, strict model.
+
+Unknown or misspelled keys are errors that name the key; so are values of the wrong type or out
+of range. Every stage reads its settings from here and nothing else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from credit_risk.errors import ConfigError
+from credit_risk.schema import TARGET, column_specs, feature_columns
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+Probability = Annotated[float, Field(gt=0.0, lt=1.0)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Paths(Strict):
+    """Where each pipeline file lives; dvc.yaml reads the same keys (``${paths.x}``)."""
+
+    raw: Path
+    validated: Path
+    validation_report: Path
+    train: Path
+    test: Path
+    model: Path
+    model_info: Path
+    metrics: Path
+    fairness: Path
+    importance: Path
+    plots: Path
+    figures: Path
+
+
+class NumericShift(Strict):
+    """Move a numeric feature: new = old * scale + add (then clipped to the contract's range)."""
+
+    add: float = 0.0
+    scale: Annotated[float, Field(gt=0.0)] = 1.0
+
+
+class CategoricalShift(Strict):
+    """Draw a categorical feature with these relative weights instead of the usual ones."""
+
+    weights: dict[str, Annotated[float, Field(ge=0.0)]]
+
+
+class Synthetic(Strict):
+    rows: Annotated[int, Field(ge=50, le=50_000_000)]
+    seed: int
+    shift: dict[str, NumericShift | CategoricalShift] = {}
+
+    @model_validator(mode="after")
+    def _shift_names_contract_columns(self) -> Synthetic:
+        specs = column_specs()
+        for name, shift in self.shift.items():
+            spec = specs.get(name)
+            if spec is None or name == TARGET:
+                raise ValueError(f"shift: {name!r} is not a feature; features: {feature_columns()}")
+            if isinstance(shift, NumericShift) and spec.kind != "numeric":
+                raise ValueError(f"shift.{name}: {name} is categorical; give 'weights'")
+            if isinstance(shift, CategoricalShift):
+                if spec.kind != "categorical":
+                    raise ValueError(f"shift.{name}: {name} is numeric; give 'add' and/or 'scale'")
+                allowed = {str(v) for v in spec.allowed or ()}
+                unknown = sorted(set(shift.weights) - allowed)
+                if unknown:
+                    raise ValueError(f"shift.{name}.weights: unknown categories {unknown}")
+                if sum(shift.weights.values()) <= 0:
+                    raise ValueError(f"shift.{name}.weights: at least one weight must be > 0")
+        return self
+
+
+class Ingest(Strict):
+    source: Literal["file", "synthetic"]
+    file: Path
+    synthetic: Synthetic
+
+
+class Validate(Strict):
+    max_examples: Annotated[int, Field(ge=1, le=100)]
+
+
+class Split(Strict):
+    test_size: Probability
+    seed: int
+
+
+class LogisticRegressionParams(Strict):
+    C: Annotated[float, Field(gt=0.0)]
+    class_weight: Literal["balanced"] | None
+    max_iter: Annotated[int, Field(ge=10)]
+
+
+class RandomForestParams(Strict):
+    n_estimators: Annotated[int, Field(ge=1)]
+    max_depth: Annotated[int, Field(ge=1)] | None
+    min_samples_leaf: Annotated[int, Field(ge=1)]
+    class_weight: Literal["balanced", "balanced_subsample"] | None
+    n_jobs: int
+
+
+class HistGradientBoostingParams(Strict):
+    learning_rate: Annotated[float, Field(gt=0.0, le=1.0)]
+    max_iter: Annotated[int, Field(ge=1)]
+    max_leaf_nodes: Annotated[int, Field(ge=2)]
+    l2_regularization: Annotated[float, Field(ge=0.0)]
+    class_weight: Literal["balanced"] | None
+
+
+ModelType = Literal["logistic_regression", "random_forest", "hist_gradient_boosting"]
+
+
+class Train(Strict):
+    model: ModelType
+    seed: int
+    decision_threshold: Probability
+    drop_features: list[str]
+    logistic_regression: LogisticRegressionParams
+    random_forest: RandomForestParams
+    hist_gradient_boosting: HistGradientBoostingParams
+
+    @field_validator("drop_features")
+    @classmethod
+    def _known_features(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(feature_columns()))
+        if unknown:
+            raise ValueError(f"unknown features {unknown}; features: {feature_columns()}")
+        if len(set(value)) == len(feature_columns()):
+            raise ValueError("drops every feature; at least one must remain")
+        return value
+
+    def model_params(self) -> dict[str, object]:
+        """The hyper-parameters of the chosen model type."""
+        chosen: Strict = getattr(self, self.model)
+        return chosen.model_dump()
+
+
+class Evaluate(Strict):
+    protected_attributes: dict[str, list[int] | None]
+    importance_repeats: Annotated[int, Field(ge=1, le=100)]
+    importance_max_rows: Annotated[int, Field(ge=50)]
+    seed: int
+
+    @field_validator("protected_attributes")
+    @classmethod
+    def _known_columns(cls, value: dict[str, list[int] | None]) -> dict[str, list[int] | None]:
+        specs = column_specs()
+        for name, edges in value.items():
+            if name not in specs or name == TARGET:
+                raise ValueError(f"{name!r} is not a feature; features: {feature_columns()}")
+            if edges is not None:
+                if specs[name].kind != "numeric":
+                    raise ValueError(f"{name}: band edges given for a categorical column")
+                if not edges or sorted(set(edges)) != edges:
+                    raise ValueError(f"{name}: band edges must be strictly increasing")
+        return value
+
+
+class Tracking(Strict):
+    experiment: Annotated[str, Field(min_length=1)]
+
+
+class Params(Strict):
+    paths: Paths
+    ingest: Ingest
+    validate_: Validate = Field(alias="validate")
+    split: Split
+    train: Train
+    evaluate: Evaluate
+    tracking: Tracking
+
+
+def load_params(path: Path = DEFAULT_PARAMS) -> Params:
+    """Read and check params.yaml; every problem is a ConfigError naming the key."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found (run from the repository root)") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: invalid parameters\n{format_validation_error(exc)}") from None
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per problem: the dotted key, what is wrong, and the value given."""
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key (misspelled, or not used by this version)"
+        given = (
+            "" if error["type"] in {"missing", "extra_forbidden"} else f" (got {error['input']!r})"
+        )
+        lines.append(f"  - {key}: {message}{given}")
+    return "\n".join(lines)

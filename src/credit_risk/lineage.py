@@ -1,0 +1,35 @@
+"""Where a model came from: the code version and the exact data it was trained on."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from credit_risk.files import md5
+
+
+def _git(*args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return done.stdout.strip()
+
+
+def git_commit() -> str:
+    """The commit checked out, or "unknown" outside a git repository."""
+    return _git("rev-parse", "HEAD") or "unknown"
+
+
+def git_dirty() -> bool:
+    """True when tracked files differ from the commit (the run is not reproducible from it)."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return bool(status)
+
+
+def lineage_tags(data: dict[str, Path]) -> dict[str, str]:
+    """Tags that tie a run to its code and to the DVC hashes of its input files."""
+    tags = {"lineage.git_commit": git_commit(), "lineage.git_dirty": str(git_dirty()).lower()}
+    for name, path in data.items():
+        tags[f"lineage.{name}_md5"] = md5(path)
+    return tags

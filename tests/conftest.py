@@ -1,0 +1,73 @@
+"""Shared fixtures: the repository's own params and data, and an isolated MLflow store."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sklearn.pipeline import Pipeline
+
+from credit_risk.config import Params, load_params
+from credit_risk.split import split
+from credit_risk.train import fit
+from credit_risk.validate import read_csv, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Every test logs to a throw-away SQLite store, never to the repository's mlruns/."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    yield uri
+    if previous is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous
+
+
+@pytest.fixture(scope="session")
+def params() -> Params:
+    return load_params(ROOT / "params.yaml")
+
+
+@pytest.fixture(scope="session")
+def german_text(params: Params) -> str:
+    """The shipped data set as CSV text."""
+    with gzip.open(ROOT / params.ingest.file, "rt", encoding="utf-8") as handle:
+        return handle.read()
+
+
+@pytest.fixture
+def german_csv(tmp_path: Path, german_text: str) -> Path:
+    """A fresh plain-CSV copy of the shipped data that a test may corrupt."""
+    path = tmp_path / "credit.csv"
+    path.write_text(german_text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def german(german_text: str, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    """The shipped data, validated and typed by the contract."""
+    path = tmp_path_factory.mktemp("german") / "credit.csv"
+    path.write_text(german_text, encoding="utf-8")
+    typed, problems = validate(read_csv(path))
+    assert typed is not None, problems
+    return typed
+
+
+@pytest.fixture(scope="session")
+def german_split(german: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return split(german, params.split)
+
+
+@pytest.fixture(scope="session")
+def trained(german_split: tuple[pd.DataFrame, pd.DataFrame], params: Params) -> Pipeline:
+    """The default model fitted on the shipped training split."""
+    return fit(german_split[0], params)

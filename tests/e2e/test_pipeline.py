@@ -1,0 +1,124 @@
+"""The whole pipeline, as a user runs it: `dvc repro` in a fresh copy of the repository."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def sh(cwd: Path, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "test@example.invalid",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "test@example.invalid",
+    }
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh clone-like copy of the repository after one full `dvc repro`."""
+    listed = sh(ROOT, "git", "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    workspace = tmp_path_factory.mktemp("clone")
+    for name in filter(None, listed.stdout.split("\0")):
+        if (ROOT / name).is_file():
+            (workspace / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, workspace / name)
+    sh(workspace, "git", "init", "-q", "-b", "main")
+    sh(workspace, "git", "add", "-A")
+    sh(workspace, "git", "commit", "-q", "-m", "clone")
+    sh(workspace, "dvc", "repro")
+    return workspace
+
+
+def copy_of(workspace: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "copy"
+    shutil.copytree(workspace, target, symlinks=True)
+    return target
+
+
+def test_repro_produces_every_output(reproduced: Path) -> None:
+    params = yaml.safe_load((reproduced / "params.yaml").read_text())
+    for key in ("raw", "validated", "train", "test", "model", "model_info", "metrics", "fairness"):
+        assert (reproduced / params["paths"][key]).is_file(), key
+    metrics = json.loads((reproduced / params["paths"]["metrics"]).read_text())
+    assert metrics["roc_auc"] >= 0.70
+    figures = {p.name for p in (reproduced / params["paths"]["figures"]).iterdir()}
+    assert {"roc.png", "calibration.png", "confusion_matrix.png"} <= figures
+
+
+def test_repro_matches_the_committed_lock(reproduced: Path) -> None:
+    """Same code, data and params give byte-identical outputs: dvc.lock does not change."""
+    diff = sh(reproduced, "git", "diff", "--stat", "--", "dvc.lock")
+    assert diff.stdout == "", f"dvc.lock is stale (run `make repro`, commit it):\n{diff.stdout}"
+
+
+def test_second_repro_does_nothing(reproduced: Path) -> None:
+    done = sh(reproduced, "dvc", "repro")
+    assert "Data and pipelines are up to date." in done.stdout
+    assert "Running stage" not in done.stdout
+
+
+def test_corrupted_source_stops_at_validate(reproduced: Path, tmp_path: Path) -> None:
+    workspace = copy_of(reproduced, tmp_path)
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    model = workspace / params["paths"]["model"]
+    metrics = workspace / params["paths"]["metrics"]
+    before = model.read_bytes(), metrics.read_bytes()
+
+    lines = (workspace / "data/raw/credit.csv").read_text().splitlines()
+    lines[5] = lines[5].rsplit(",", 1)[0] + ",150"  # age out of range
+    lines[9] = lines[9].replace("radio/TV", "spaceship").replace("car", "spaceship")
+    (workspace / "data/external/corrupt.csv").write_text("\n".join(lines) + "\n")
+    params["ingest"]["file"] = "data/external/corrupt.csv"
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    done = sh(workspace, "dvc", "repro", check=False)
+
+    assert done.returncode != 0
+    assert "validate stage failed" in done.stderr
+    assert "column 'age': less_than_or_equal_to(100) fails for 1 row, e.g. line 6: '150'" in (
+        done.stderr
+    )
+    assert "column 'purpose'" in done.stderr
+    assert "Running stage 'train'" not in done.stdout
+    assert (model.read_bytes(), metrics.read_bytes()) == before
+    report = json.loads((workspace / params["paths"]["validation_report"]).read_text())
+    assert report["valid"] is False and len(report["problems"]) == 2
+
+
+def test_experiment_with_a_changed_param(reproduced: Path, tmp_path: Path) -> None:
+    workspace = copy_of(reproduced, tmp_path)
+    sh(workspace, "dvc", "exp", "run", "-S", "train.logistic_regression.C=0.01")
+    shown = json.loads(sh(workspace, "dvc", "exp", "show", "--json").stdout)
+    experiments = [
+        exp
+        for commit in shown
+        for exp in (commit.get("experiments") or [])
+        for revision in exp.get("revs", [])
+        if revision.get("data", {})
+        .get("params", {})
+        .get("params.yaml", {})
+        .get("data", {})
+        .get("train", {})
+        .get("logistic_regression", {})
+        .get("C")
+        == 0.01
+    ]
+    assert experiments, shown

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from credit_risk.config import Params
+from credit_risk.errors import DataError
+from credit_risk.evaluate import classification_metrics, evaluate
+from credit_risk.fairness import band_labels, group_report, groups_of
+from credit_risk.train import model_info
+
+METRICS = {"roc_auc", "accuracy", "f1", "precision", "recall", "log_loss", "brier"}
+
+
+def test_perfect_scores_give_perfect_metrics() -> None:
+    labels = pd.Series([0, 0, 1, 1])
+    metrics = classification_metrics(labels, pd.Series([0.1, 0.2, 0.8, 0.9]), threshold=0.5)
+    assert set(metrics) == METRICS
+    assert metrics["roc_auc"] == metrics["accuracy"] == metrics["f1"] == 1.0
+    assert metrics["brier"] == pytest.approx(0.025)
+
+
+def test_threshold_moves_decisions_not_ranking() -> None:
+    labels = pd.Series([0, 0, 1, 1])
+    scores = pd.Series([0.1, 0.6, 0.7, 0.9])
+    low, high = (classification_metrics(labels, scores, t) for t in (0.5, 0.65))
+    assert low["roc_auc"] == high["roc_auc"] == 1.0
+    assert low["precision"] < high["precision"] == 1.0
+
+
+def test_single_outcome_is_a_clear_error() -> None:
+    with pytest.raises(DataError, match="only one outcome"):
+        classification_metrics(pd.Series([1, 1]), pd.Series([0.2, 0.9]), 0.5)
+
+
+def test_age_bands() -> None:
+    assert band_labels([25, 35]) == ["<25", "25-34", "35+"]
+    frame = pd.DataFrame({"age": [18, 24, 25, 34, 35, 90]})
+    groups = groups_of(frame, "age", [25, 35])
+    assert groups.name == "age_band"
+    assert groups.tolist() == ["<25", "<25", "25-34", "25-34", "35+", "35+"]
+
+
+def test_group_report_measures_the_gap() -> None:
+    groups = pd.Series(["a"] * 4 + ["b"] * 4, name="g")
+    labels = pd.Series([0, 0, 1, 1, 0, 0, 1, 1])
+    scores = pd.Series([0.1, 0.2, 0.8, 0.9, 0.9, 0.8, 0.2, 0.1])  # b is ranked backwards
+    decisions = (scores >= 0.5).astype(int)
+    report = group_report(labels, scores, decisions, groups)
+    assert report["groups"]["a"]["roc_auc"] == 1.0
+    assert report["groups"]["b"]["roc_auc"] == 0.0
+    assert report["largest_gap"]["roc_auc"] == 1.0
+    assert report["groups"]["a"]["rows"] == 4 and report["groups"]["b"]["bad_rate"] == 0.5
+
+
+def test_group_with_one_outcome_has_no_auc() -> None:
+    groups = pd.Series(["a", "a", "b", "b"], name="g")
+    labels = pd.Series([0, 1, 1, 1])
+    scores = pd.Series([0.2, 0.7, 0.6, 0.9])
+    report = group_report(labels, scores, (scores >= 0.5).astype(int), groups)
+    assert report["groups"]["b"]["roc_auc"] is None
+    assert report["largest_gap"]["roc_auc"] == 0.0
+
+
+def test_evaluate_covers_every_output(trained, german_split, params: Params) -> None:
+    _, test = german_split
+    info = model_info(trained, params, rows=750, train_md5="x")
+    results = evaluate(trained, info, test, params)
+    assert set(results["metrics"]) == METRICS
+    assert set(results["fairness"]) == {"sex", "age_band"}
+    assert set(results["fairness"]["sex"]["groups"]) == {"female", "male"}
+    assert sum(g["rows"] for g in results["fairness"]["age_band"]["groups"].values()) == len(test)
+    importance = results["importance"]
+    assert set(importance["feature"]) == set(info["features"])
+    assert importance["importance_mean"].is_monotonic_decreasing
+    curves = results["curves"]
+    assert set(curves) == {"roc", "precision_recall", "calibration", "confusion"}
+    assert len(curves["confusion"]) == len(test)
+    assert np.all(np.diff(curves["roc"]["fpr"]) >= 0)

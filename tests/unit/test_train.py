@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import joblib
+import mlflow
+import pandas as pd
+import pytest
+
+from credit_risk.config import Params
+from credit_risk.errors import DataError
+from credit_risk.files import md5
+from credit_risk.model import build_pipeline, model_features, predict_bad_risk
+from credit_risk.tracking import MODEL_MD5_TAG, run_for_model, use_experiment
+from credit_risk.train import fit, flat_params, log_run, model_info
+
+
+@pytest.mark.parametrize(
+    "model", ["logistic_regression", "random_forest", "hist_gradient_boosting"]
+)
+def test_every_model_type_fits_and_scores(german_split, params: Params, model: str) -> None:
+    train, test = german_split
+    chosen = params.model_copy(update={"train": params.train.model_copy(update={"model": model})})
+    pipeline = fit(train, chosen)
+    scores = predict_bad_risk(pipeline, test[model_features(chosen.train)])
+    assert scores.between(0, 1).all() and scores.nunique() > 10
+
+
+def test_dropped_features_are_not_inputs(params: Params) -> None:
+    assert "sex" not in model_features(params.train)
+    transformer = build_pipeline(params.train).named_steps["preprocess"]
+    used = {name for _, _, columns in transformer.transformers for name in columns}
+    assert used == set(model_features(params.train))
+
+
+def test_training_is_deterministic(german_split, params: Params, tmp_path: Path) -> None:
+    first, second = tmp_path / "a.joblib", tmp_path / "b.joblib"
+    joblib.dump(fit(german_split[0], params), first)
+    joblib.dump(fit(german_split[0], params), second)
+    assert md5(first) == md5(second)
+
+
+def test_single_outcome_cannot_be_trained(german: pd.DataFrame, params: Params) -> None:
+    with pytest.raises(DataError, match="only one outcome"):
+        fit(german[german["risk"] == 1], params)
+
+
+def test_model_info_travels_with_the_model(trained, params: Params) -> None:
+    info = model_info(trained, params, rows=750, train_md5="abc")
+    assert info["decision_threshold"] == params.train.decision_threshold
+    assert info["features"] == model_features(params.train)
+    assert info["training_data_md5"] == "abc"
+
+
+def test_flat_params_hold_only_the_chosen_model(params: Params) -> None:
+    flat = flat_params(params)
+    assert flat["train.logistic_regression.C"] == params.train.logistic_regression.C
+    assert not any(key.startswith("train.random_forest") for key in flat)
+
+
+def test_run_is_logged_with_lineage(trained, german_split, params: Params, tmp_path: Path) -> None:
+    train, _ = german_split
+    train_file = tmp_path / "train.parquet"
+    train.to_parquet(train_file, index=False)
+    model_file = tmp_path / "model.joblib"
+    joblib.dump(trained, model_file)
+    paths = params.paths.model_copy(update={"train": train_file})
+    local = params.model_copy(update={"paths": paths})
+
+    run_id = log_run(trained, train, local, model_file)
+
+    run = mlflow.get_run(run_id)
+    assert run.data.tags["lineage.train_data_md5"] == md5(train_file)
+    assert run.data.tags[MODEL_MD5_TAG] == md5(model_file)
+    assert len(run.data.tags["lineage.git_commit"]) in (40, len("unknown"))
+    assert run.data.params["train.model"] == "logistic_regression"
+    assert run.data.metrics["train_roc_auc"] > 0.7
+    logged = mlflow.sklearn.load_model(f"runs:/{run_id}/model")
+    features = train[model_features(params.train)].head(20)
+    pd.testing.assert_series_equal(
+        predict_bad_risk(logged, features), predict_bad_risk(trained, features)
+    )
+    found = run_for_model(use_experiment(params.tracking.experiment), md5(model_file))
+    assert found is not None and found.info.run_id == run_id
