@@ -34,6 +34,7 @@ class Paths(Strict):
     test: Path
     model: Path
     model_info: Path
+    background: Path
     metrics: Path
     fairness: Path
     importance: Path
@@ -125,6 +126,7 @@ class Train(Strict):
     seed: int
     decision_threshold: Probability
     drop_features: list[str]
+    explain_background_rows: Annotated[int, Field(ge=1, le=1000)]
     logistic_regression: LogisticRegressionParams
     random_forest: RandomForestParams
     hist_gradient_boosting: HistGradientBoostingParams
@@ -170,6 +172,15 @@ class Tracking(Strict):
     experiment: Annotated[str, Field(min_length=1)]
 
 
+class Serve(Strict):
+    model_name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
+    max_batch_size: Annotated[int, Field(ge=1, le=100_000)]
+    max_body_bytes: Annotated[int, Field(ge=1024)]
+    workers: Annotated[int, Field(ge=1, le=64)]
+    threads: Annotated[int, Field(ge=1, le=256)]
+    timeout_seconds: Annotated[int, Field(ge=1, le=3600)]
+
+
 class Params(Strict):
     paths: Paths
     ingest: Ingest
@@ -178,6 +189,7 @@ class Params(Strict):
     train: Train
     evaluate: Evaluate
     tracking: Tracking
+    serve: Serve
 
 
 def load_params(path: Path = DEFAULT_PARAMS) -> Params:

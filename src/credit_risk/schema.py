@@ -69,6 +69,20 @@ class CreditApplications(pa.DataFrameModel):
         return 0.05 <= share_bad <= 0.95
 
 
+# One realistic applicant, used as the API's documented example and in smoke tests.
+EXAMPLE_APPLICANT: dict[str, Any] = {
+    "sex": "female",
+    "job": 2,
+    "housing": "rent",
+    "saving_accounts": "little",
+    "checking_account": "little",
+    "credit_amount": 4500,
+    "duration": 36,
+    "purpose": "car",
+    "age": 28,
+}
+
+
 @dataclass(frozen=True)
 class ColumnSpec:
     """What the contract says about one column, in plain values."""

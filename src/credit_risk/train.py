@@ -33,6 +33,7 @@ from credit_risk.tracking import MODEL_MD5_TAG, use_experiment
 log = logging.getLogger(__name__)
 
 INPUT_EXAMPLE_ROWS = 5
+SERVING_ARTIFACTS = "serving"
 SERVING_PACKAGES = ("scikit-learn", "numpy", "pandas", "scipy", "cloudpickle")
 
 
@@ -109,7 +110,17 @@ def log_run(pipeline: Pipeline, frame: pd.DataFrame, params: Params, model_path:
             pyfunc_predict_fn="predict_proba",
             pip_requirements=model_requirements(),
         )
+        # What the service needs beside the pipeline, so a registry version can be served.
+        mlflow.log_artifact(str(params.paths.model_info), artifact_path=SERVING_ARTIFACTS)
+        mlflow.log_artifact(str(params.paths.background), artifact_path=SERVING_ARTIFACTS)
         return active.info.run_id
+
+
+def explain_background(frame: pd.DataFrame, params: Params) -> pd.DataFrame:
+    """A seeded sample of training rows (model features only) to explain scores against."""
+    rows = min(params.train.explain_background_rows, len(frame))
+    sample = frame.sample(rows, random_state=params.train.seed)
+    return sample[model_features(params.train)].reset_index(drop=True)
 
 
 def main() -> None:
@@ -117,8 +128,10 @@ def main() -> None:
     paths = params.paths
     frame = pd.read_parquet(paths.train)
     pipeline = fit(frame, params)
+    background = explain_background(frame, params)
     write_with(paths.model, lambda tmp: joblib.dump(pipeline, tmp))
     write_json(paths.model_info, model_info(pipeline, params, len(frame), md5(paths.train)))
+    write_with(paths.background, lambda tmp: background.to_parquet(tmp, index=False))
     run_id = log_run(pipeline, frame, params, paths.model)
     log.info("trained %s on %d rows; MLflow run %s", params.train.model, len(frame), run_id)
 

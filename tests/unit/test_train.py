@@ -9,10 +9,10 @@ import pytest
 
 from credit_risk.config import Params
 from credit_risk.errors import DataError
-from credit_risk.files import md5
+from credit_risk.files import md5, write_json
 from credit_risk.model import build_pipeline, model_features, predict_bad_risk
 from credit_risk.tracking import MODEL_MD5_TAG, run_for_model, use_experiment
-from credit_risk.train import fit, flat_params, log_run, model_info
+from credit_risk.train import explain_background, fit, flat_params, log_run, model_info
 
 
 @pytest.mark.parametrize(
@@ -64,7 +64,12 @@ def test_run_is_logged_with_lineage(trained, german_split, params: Params, tmp_p
     train.to_parquet(train_file, index=False)
     model_file = tmp_path / "model.joblib"
     joblib.dump(trained, model_file)
-    paths = params.paths.model_copy(update={"train": train_file})
+    info_file, background_file = tmp_path / "model.json", tmp_path / "background.parquet"
+    write_json(info_file, model_info(trained, params, len(train), md5(train_file)))
+    explain_background(train, params).to_parquet(background_file)
+    paths = params.paths.model_copy(
+        update={"train": train_file, "model_info": info_file, "background": background_file}
+    )
     local = params.model_copy(update={"paths": paths})
 
     run_id = log_run(trained, train, local, model_file)
@@ -80,5 +85,15 @@ def test_run_is_logged_with_lineage(trained, german_split, params: Params, tmp_p
     pd.testing.assert_series_equal(
         predict_bad_risk(logged, features), predict_bad_risk(trained, features)
     )
+    served = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="serving")
+    assert sorted(p.name for p in Path(served).iterdir()) == ["background.parquet", "model.json"]
     found = run_for_model(use_experiment(params.tracking.experiment), md5(model_file))
     assert found is not None and found.info.run_id == run_id
+
+
+def test_explain_background_is_a_seeded_sample(german_split, params: Params) -> None:
+    train, _ = german_split
+    first, again = explain_background(train, params), explain_background(train, params)
+    pd.testing.assert_frame_equal(first, again)
+    assert len(first) == params.train.explain_background_rows
+    assert list(first.columns) == model_features(params.train)

@@ -1,0 +1,1 @@
+"""Serving: the BentoML service and what it is built from (model store import, API types)."""

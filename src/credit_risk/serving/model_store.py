@@ -1,0 +1,151 @@
+"""Put a trained model into BentoML's model store, from the pipeline or the MLflow registry.
+
+A stored model holds the three files a Scorer needs and, in its metadata, where it came from
+(MLflow run, registry version, git commit, data hash). Its version is the first 16 hex digits of
+the model file's MD5, so importing the same model twice gives the same tag.
+
+    python -m credit_risk.serving.model_store --from-pipeline
+    python -m credit_risk.serving.model_store --registered-model credit-risk --alias production
+    python -m credit_risk.serving.model_store --registered-model credit-risk --version 3
+
+Each prints the tag of the stored model (for example ``credit-risk:0f3a...``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import joblib
+import mlflow
+from mlflow.exceptions import MlflowException
+
+from credit_risk.config import Params, load_params
+from credit_risk.errors import ConfigError, CreditRiskError
+from credit_risk.files import md5
+from credit_risk.lineage import git_commit
+from credit_risk.serving.scorer import BACKGROUND_FILE, INFO_FILE, MODEL_FILE, ModelFiles
+from credit_risk.stage import run
+from credit_risk.tracking import run_for_model, use_experiment
+
+SERVING_ARTIFACTS = "serving"  # the train stage logs model.json and the background here
+
+
+def registry_uri(name: str, alias: str | None = None, version: int | None = None) -> str:
+    """``models:/name@alias`` or ``models:/name/version``: exactly one of the two, never latest."""
+    if (alias is None) == (version is None):
+        raise ConfigError("give exactly one of an alias or a version of the registered model")
+    if alias is not None:
+        if alias.lower() == "latest":
+            raise ConfigError("'latest' moves with every registration; name an alias or version")
+        return f"models:/{name}@{alias}"
+    return f"models:/{name}/{version}"
+
+
+def store(name: str, files: ModelFiles, metadata: dict[str, Any]) -> bentoml.Model:
+    """Copy the model files into the store under a content-derived tag (idempotent)."""
+    for path in (files.model, files.info, files.background):
+        if not path.is_file():
+            raise CreditRiskError(f"{path} not found (run `make repro` to train the model)")
+    tag = bentoml.Tag(name, md5(files.model)[:16])
+    try:
+        return bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound:
+        pass
+    info = json.loads(files.info.read_text(encoding="utf-8"))
+    labels = {"source": str(metadata["source"]), "model_type": str(info["model_type"])}
+    full = {**metadata, "model_md5": md5(files.model), **_info_metadata(info)}
+    with bentoml.models.create(tag, labels=labels, metadata=full) as model:
+        for path, target in (
+            (files.model, MODEL_FILE),
+            (files.info, INFO_FILE),
+            (files.background, BACKGROUND_FILE),
+        ):
+            shutil.copyfile(path, model.path_of(target))
+    return bentoml.models.get(tag)
+
+
+def _info_metadata(info: dict[str, Any]) -> dict[str, Any]:
+    keys = ("features", "decision_threshold", "training_data_md5", "model_type")
+    return {key: info[key] for key in keys}
+
+
+def import_from_pipeline(params: Params) -> bentoml.Model:
+    """Store the pipeline's current model, with the MLflow run that trained it if known."""
+    paths = params.paths
+    files = ModelFiles(paths.model, paths.model_info, paths.background)
+    metadata: dict[str, Any] = {"source": "pipeline", "git_commit": git_commit()}
+    if paths.model.is_file():
+        trained = run_for_model(use_experiment(params.tracking.experiment), md5(paths.model))
+        if trained is not None:
+            metadata["mlflow_run_id"] = trained.info.run_id
+            metadata["git_commit"] = trained.data.tags.get("lineage.git_commit", "unknown")
+    return store(params.serve.model_name, files, metadata)
+
+
+def import_from_registry(
+    params: Params, name: str, alias: str | None, version: int | None
+) -> bentoml.Model:
+    """Store a registered model version (by alias or number) with its serving artifacts."""
+    uri = registry_uri(name, alias, version)
+    use_experiment(params.tracking.experiment)
+    client = mlflow.MlflowClient()
+    try:
+        found = (
+            client.get_model_version_by_alias(name, alias)
+            if alias is not None
+            else client.get_model_version(name, str(version))
+        )
+        if not found.run_id:
+            raise CreditRiskError(f"{uri} was not registered from a run; its lineage is unknown")
+        pipeline = mlflow.sklearn.load_model(uri)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            mlflow.artifacts.download_artifacts(
+                run_id=found.run_id, artifact_path=SERVING_ARTIFACTS, dst_path=str(folder)
+            )
+            joblib.dump(pipeline, folder / SERVING_ARTIFACTS / MODEL_FILE)
+            run_tags = client.get_run(found.run_id).data.tags
+            metadata = {
+                "source": "registry",
+                "registered_model": name,
+                "registry_version": int(found.version),
+                "registry_uri": uri,
+                "mlflow_run_id": found.run_id,
+                "git_commit": run_tags.get("lineage.git_commit", "unknown"),
+            }
+            return store(
+                params.serve.model_name, ModelFiles.in_folder(folder / SERVING_ARTIFACTS), metadata
+            )
+    except MlflowException as exc:
+        raise CreditRiskError(
+            f"cannot import {uri} from {mlflow.get_tracking_uri()}: {exc.message}"
+        ) from None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Import a model into BentoML's model store.")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--from-pipeline", action="store_true", help="models/ from dvc repro")
+    source.add_argument("--registered-model", metavar="NAME", help="an MLflow registered model")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--alias", help="the registry alias to import, e.g. production")
+    which.add_argument("--version", type=int, help="the registry version number to import")
+    args = parser.parse_args()
+    params = load_params()
+    if args.from_pipeline:
+        if args.alias or args.version:
+            parser.error("--alias/--version go with --registered-model")
+        model = import_from_pipeline(params)
+    else:
+        model = import_from_registry(params, args.registered_model, args.alias, args.version)
+    print(model.tag)
+
+
+if __name__ == "__main__":
+    run("import-model", main)

@@ -1,0 +1,207 @@
+"""The BentoML service: score applicants, explain a score, report health and metrics.
+
+    CREDIT_RISK_MODEL_TAG=credit-risk:<version> bentoml serve credit_risk.serving.service
+
+(`make serve` imports the pipeline's model and does this.) The model is a declared dependency,
+so `bentoml build` packages exactly the tagged version. Settings come from the `serve` section
+of params.yaml (path in CREDIT_RISK_PARAMS, default ./params.yaml).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import bentoml
+from pydantic import BaseModel, ConfigDict, Field
+
+from credit_risk.config import load_params
+from credit_risk.errors import ConfigError
+from credit_risk.schema import EXAMPLE_APPLICANT, feature_columns
+from credit_risk.serving.api_models import (
+    Contribution,
+    Score,
+    ScoreExplanation,
+    Scores,
+    applicant_model,
+)
+from credit_risk.serving.guard import RequestGuard
+from credit_risk.serving.scorer import ModelFiles, Scorer
+
+MODEL_TAG_VARIABLE = "CREDIT_RISK_MODEL_TAG"
+PARAMS_VARIABLE = "CREDIT_RISK_PARAMS"
+EXPLANATION_METHOD = "exact interventional Shapley values of the log-odds"
+
+# Service logs go under bentoml.* so that BentoML's logging set-up shows them at INFO.
+log = logging.getLogger("bentoml.credit_risk")
+log.setLevel(logging.INFO)
+
+
+def _model_tag() -> str:
+    tag = os.environ.get(MODEL_TAG_VARIABLE, "").strip()
+    if not tag or tag.endswith(":latest") or ":" not in tag:
+        raise ConfigError(
+            f"set {MODEL_TAG_VARIABLE} to the exact model to serve, e.g. credit-risk:0123abcd "
+            "(`python -m credit_risk.serving.model_store --from-pipeline` prints it)"
+        )
+    return tag
+
+
+SETTINGS = load_params(Path(os.environ.get(PARAMS_VARIABLE, "params.yaml"))).serve
+MODEL_TAG = _model_tag()
+# The request model follows the served model: contract features it does not use are optional.
+_USED: list[str] = list(bentoml.models.get(MODEL_TAG).info.metadata["features"])  # type: ignore[arg-type]
+Applicant: Any = applicant_model(optional=set(feature_columns()) - set(_USED))
+Batch: Any = Annotated[list[Applicant], Field(min_length=1, max_length=SETTINGS.max_batch_size)]
+
+
+class ScoreRequest(bentoml.IODescriptor):
+    model_config = ConfigDict(extra="forbid")
+    applicant: Applicant
+
+
+class BatchRequest(bentoml.IODescriptor):
+    model_config = ConfigDict(extra="forbid")
+    applicants: Batch
+
+
+probability_histogram = bentoml.metrics.Histogram(
+    name="credit_risk_probability_bad",
+    documentation="Predicted probability of bad credit risk, per scored applicant",
+    labelnames=["endpoint"],
+    buckets=[0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0],
+)
+decision_counter = bentoml.metrics.Counter(
+    name="credit_risk_decisions_total",
+    documentation="Scored applicants by decision",
+    labelnames=["endpoint", "decision"],
+)
+
+
+@bentoml.service(
+    name="credit-risk",
+    workers=SETTINGS.workers,
+    threads=SETTINGS.threads,
+    traffic={"timeout": SETTINGS.timeout_seconds},
+    http={"response": {"trace_id": True}},
+)
+class CreditRiskService:
+    model = bentoml.models.BentoModel(MODEL_TAG)
+
+    def __init__(self) -> None:
+        self.model_version = MODEL_TAG
+        self.scorer: Scorer | None = None
+        self.failure: str | None = None
+        self._ready = threading.Event()
+        # Load and warm up off the start-up path: /readyz answers 503 (not a hang) meanwhile,
+        # and a model that fails to load leaves the service alive but never ready.
+        threading.Thread(target=self._load, name="load-model", daemon=True).start()
+
+    def _load(self) -> None:
+        started = time.perf_counter()
+        try:
+            scorer = Scorer.load(ModelFiles.in_folder(Path(self.model.path)))
+            scorer.probabilities(scorer.frame([EXAMPLE_APPLICANT]))
+            scorer.explain(EXAMPLE_APPLICANT)
+        except Exception as exc:  # any failure means "not ready", with the reason in the log
+            self.failure = f"{type(exc).__name__}: {exc}"
+            log.error(
+                json.dumps(
+                    {"event": "model_load_failed", "model": MODEL_TAG, "error": self.failure}
+                )
+            )
+            return
+        self.scorer = scorer
+        self._ready.set()
+        seconds = round(time.perf_counter() - started, 3)
+        log.info(json.dumps({"event": "ready", "model": MODEL_TAG, "load_seconds": seconds}))
+
+    def __is_ready__(self) -> bool:
+        return self._ready.is_set()
+
+    def _scorer(self) -> Scorer:
+        if self.scorer is None:
+            raise bentoml.exceptions.ServiceUnavailable("the model is not loaded yet")
+        return self.scorer
+
+    def _score(
+        self, endpoint: str, applicants: list[dict[str, Any]], ctx: bentoml.Context
+    ) -> list[Score]:
+        started = time.perf_counter()
+        scorer = self._scorer()
+        probabilities = scorer.probabilities(scorer.frame(applicants))
+        decisions = scorer.decisions(probabilities)
+        for probability, decision in zip(probabilities, decisions, strict=True):
+            probability_histogram.labels(endpoint=endpoint).observe(float(probability))
+            decision_counter.labels(endpoint=endpoint, decision=decision).inc()
+        self._record(endpoint, ctx, started, len(applicants), decisions.count("decline"))
+        return [
+            Score(
+                probability_bad=float(p),
+                decision=d,
+                threshold=scorer.threshold,
+                model_version=self.model_version,
+            )
+            for p, d in zip(probabilities, decisions, strict=True)
+        ]
+
+    def _record(
+        self, endpoint: str, ctx: bentoml.Context, started: float, rows: int, declined: int
+    ) -> None:
+        """A structured log line per request, and the ids a caller can quote."""
+        request_id = format(ctx.request.scope.get("request_id", 0), "016x")
+        client_id = ctx.request.headers.get("x-request-id")
+        ctx.response.headers["X-Request-ID"] = client_id or request_id
+        ctx.response.headers["X-Model-Version"] = self.model_version
+        entry = {
+            "event": endpoint,
+            "request_id": request_id,
+            "client_request_id": client_id,
+            "model": self.model_version,
+            "applicants": rows,
+            "declined": declined,
+            "ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+        log.info(json.dumps(entry))
+
+    @bentoml.api(route="/score", input_spec=ScoreRequest)
+    def score(self, applicant: BaseModel, ctx: bentoml.Context) -> Score:
+        """Score one applicant: probability of bad risk, decision, model version."""
+        return self._score("score", [applicant.model_dump()], ctx)[0]
+
+    @bentoml.api(route="/score_batch", input_spec=BatchRequest)
+    def score_batch(self, applicants: list[BaseModel], ctx: bentoml.Context) -> Scores:
+        """Score up to serve.max_batch_size applicants in one request, in order."""
+        return Scores(scores=self._score("score_batch", [a.model_dump() for a in applicants], ctx))
+
+    @bentoml.api(route="/explain", input_spec=ScoreRequest)
+    def explain(self, applicant: BaseModel, ctx: bentoml.Context) -> ScoreExplanation:
+        """Score one applicant and show each feature's contribution to the score."""
+        fields = applicant.model_dump()
+        score = self._score("explain", [fields], ctx)[0]
+        explanation = self._scorer().explain(fields)
+        contributions = sorted(
+            (
+                Contribution(feature=name, value=fields[name], contribution=round(value, 6))
+                for name, value in explanation.contributions.items()
+            ),
+            key=lambda c: abs(c.contribution),
+            reverse=True,
+        )
+        return ScoreExplanation(
+            score=score,
+            baseline_log_odds=round(explanation.baseline_log_odds, 6),
+            log_odds=round(explanation.log_odds, 6),
+            contributions=contributions,
+            method=EXPLANATION_METHOD,
+        )
+
+
+CreditRiskService.add_asgi_middleware(  # type: ignore[attr-defined]
+    RequestGuard, max_body_bytes=SETTINGS.max_body_bytes
+)
