@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import gzip
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import joblib
 import pandas as pd
 import pytest
 from sklearn.pipeline import Pipeline
 
 from credit_risk.config import Params, load_params
+from credit_risk.files import write_json
+from credit_risk.serving.model_store import store
+from credit_risk.serving.scorer import ModelFiles
 from credit_risk.split import split
-from credit_risk.train import fit
+from credit_risk.train import explain_background, fit, model_info
 from credit_risk.validate import read_csv, validate
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# BentoML reads its home once, on first use: point it at a throw-away store before any test
+# (or a server a test starts) can touch the user's ~/bentoml.
+os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="credit-risk-bentoml-")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -71,3 +80,26 @@ def german_split(german: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, pd
 def trained(german_split: tuple[pd.DataFrame, pd.DataFrame], params: Params) -> Pipeline:
     """The default model fitted on the shipped training split."""
     return fit(german_split[0], params)
+
+
+@pytest.fixture(scope="session")
+def model_files(
+    trained: Pipeline,
+    german_split: tuple[pd.DataFrame, pd.DataFrame],
+    params: Params,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> ModelFiles:
+    """The three files the train stage writes, for the default model on the shipped data."""
+    folder = tmp_path_factory.mktemp("model")
+    files = ModelFiles.in_folder(folder)
+    train = german_split[0]
+    joblib.dump(trained, files.model)
+    write_json(files.info, model_info(trained, params, len(train), "test-data-md5"))
+    explain_background(train, params).to_parquet(files.background, index=False)
+    return files
+
+
+@pytest.fixture(scope="session")
+def model_tag(model_files: ModelFiles, params: Params) -> str:
+    """The default model, stored in the test session's BentoML store."""
+    return str(store(params.serve.model_name, model_files, {"source": "test"}).tag)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
+from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, ConfigDict, Field
 
 from credit_risk.config import load_params
@@ -70,13 +71,14 @@ class BatchRequest(bentoml.IODescriptor):
     applicants: Batch
 
 
-probability_histogram = bentoml.metrics.Histogram(
+# Plain prometheus_client metrics: BentoML serves them on /metrics beside its own.
+probability_histogram = Histogram(
     name="credit_risk_probability_bad",
     documentation="Predicted probability of bad credit risk, per scored applicant",
     labelnames=["endpoint"],
     buckets=[0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0],
 )
-decision_counter = bentoml.metrics.Counter(
+decision_counter = Counter(
     name="credit_risk_decisions_total",
     documentation="Scored applicants by decision",
     labelnames=["endpoint", "decision"],

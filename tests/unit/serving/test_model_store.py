@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import bentoml
+import joblib
+import mlflow
+import pytest
+
+from credit_risk.config import Params
+from credit_risk.errors import ConfigError, CreditRiskError
+from credit_risk.files import md5
+from credit_risk.serving.model_store import import_from_registry, registry_uri, store
+from credit_risk.serving.scorer import ModelFiles, Scorer
+from credit_risk.train import log_run
+
+
+def test_tag_is_derived_from_the_model_file(model_tag: str, model_files: ModelFiles) -> None:
+    assert model_tag == f"credit-risk:{md5(model_files.model)[:16]}"
+    stored = bentoml.models.get(model_tag)
+    assert stored.info.metadata["decision_threshold"] == 0.5
+    assert stored.info.labels == {"source": "test", "model_type": "logistic_regression"}
+
+
+def test_storing_again_is_a_no_op(model_tag: str, model_files: ModelFiles, params: Params) -> None:
+    again = store(params.serve.model_name, model_files, {"source": "test"})
+    assert str(again.tag) == model_tag
+    assert len([m for m in bentoml.models.list() if str(m.tag) == model_tag]) == 1
+
+
+def test_missing_files_are_named(tmp_path, params: Params) -> None:
+    with pytest.raises(CreditRiskError, match=r"model\.joblib not found"):
+        store(params.serve.model_name, ModelFiles.in_folder(tmp_path), {"source": "test"})
+
+
+def test_registry_uri_never_floats() -> None:
+    assert registry_uri("m", alias="production") == "models:/m@production"
+    assert registry_uri("m", version=3) == "models:/m/3"
+    for bad in ({}, {"alias": "a", "version": 1}, {"alias": "latest"}):
+        with pytest.raises(ConfigError):
+            registry_uri("m", **bad)
+
+
+def test_import_from_registry_by_alias_and_version(
+    trained, german_split, model_files: ModelFiles, params: Params, tmp_path
+) -> None:
+    train, _ = german_split
+    train_file = tmp_path / "train.parquet"
+    train.to_parquet(train_file)
+    paths = params.paths.model_copy(
+        update={
+            "train": train_file,
+            "model_info": model_files.info,
+            "background": model_files.background,
+        }
+    )
+    local = params.model_copy(update={"paths": paths})
+    run_id = log_run(trained, train, local, model_files.model)
+    version = mlflow.register_model(f"runs:/{run_id}/model", "credit-risk-test")
+    mlflow.MlflowClient().set_registered_model_alias("credit-risk-test", "staging", version.version)
+
+    by_alias = import_from_registry(params, "credit-risk-test", "staging", None)
+    by_version = import_from_registry(params, "credit-risk-test", None, int(version.version))
+
+    assert by_alias.tag == by_version.tag
+    metadata = by_alias.info.metadata
+    assert metadata["mlflow_run_id"] == run_id
+    assert metadata["registry_version"] == int(version.version)
+    assert metadata["source"] == "registry"
+    scorer = Scorer.load(ModelFiles.in_folder(Path(by_alias.path)))
+    rows = scorer.frame(train.head(5).to_dict("records"))
+    assert list(scorer.probabilities(rows)) == pytest.approx(
+        list(trained.predict_proba(rows)[:, 1])
+    )
+
+
+def test_unknown_alias_is_a_clear_error(params: Params) -> None:
+    with pytest.raises(CreditRiskError, match="cannot import models:/nobody@production"):
+        import_from_registry(params, "nobody", "production", None)
+
+
+def test_pipeline_model_file_loads(model_files: ModelFiles) -> None:
+    assert hasattr(joblib.load(model_files.model), "predict_proba")
