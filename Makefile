@@ -7,12 +7,17 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 PYTHON := $(BIN)/python
 export PATH := $(BIN):$(PATH)
+# No usage telemetry from the libraries (the package sets the same defaults for direct use).
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export BENTOML_DO_NOT_TRACK ?= true
+PORT ?= 3000
 LOCK_FLAGS := --python-version 3.11 --generate-hashes --no-header --no-annotate --quiet
 
-.PHONY: help setup repro test test-fast lint format typecheck bench mlflow-ui lock clean
+.PHONY: help setup repro test test-fast lint format typecheck bench bench-service serve bento \
+	serve-bento mlflow-ui lock clean
 
 help: ## Show this list
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 setup: $(VENV)/.installed ## Create .venv from the pinned, hashed lock files
 
@@ -47,11 +52,28 @@ typecheck: setup ## Type-check the package with mypy
 bench: setup ## Time the pipeline: per stage, no-op, and on 10k/100k/1M synthetic rows
 	$(PYTHON) benchmarks/pipeline.py
 
+serve: setup ## Serve the pipeline's model on 127.0.0.1:3000 (PORT=...), after make repro
+	tag=$$(python -m credit_risk.serving.model_store --from-pipeline) && \
+		CREDIT_RISK_MODEL_TAG=$$tag bentoml serve credit_risk.serving.service:CreditRiskService \
+		--host 127.0.0.1 --port $(PORT)
+
+bento: setup ## Build the bento: service + the pipeline's model + pinned packages (prints its tag)
+	python -m credit_risk.serving.bento build
+
+serve-bento: setup ## Serve a built bento: make serve-bento BENTO=credit-risk:<version>
+	@test -n "$(BENTO)" || { echo "usage: make serve-bento BENTO=<tag printed by make bento>"; exit 2; }
+	tag=$$(python -m credit_risk.serving.bento model $(BENTO)) && \
+		CREDIT_RISK_MODEL_TAG=$$tag bentoml serve $(BENTO) --host 127.0.0.1 --port $(PORT)
+
+bench-service: setup ## Service latency and throughput vs in-process and mlflow models serve
+	$(PYTHON) benchmarks/service.py
+
 mlflow-ui: setup ## Browse the local MLflow runs at http://127.0.0.1:5000
 	mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
 
 lock: ## Re-resolve requirements*.lock after editing dependencies in pyproject.toml
-	uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS) -o requirements.lock
+	uv pip compile pyproject.toml --extra pipeline --extra dev $(LOCK_FLAGS) -o requirements.lock
+	uv pip compile pyproject.toml -c requirements.lock $(LOCK_FLAGS) -o requirements-serve.lock
 	grep -E '^uv==' requirements.lock | cut -d' ' -f1 | uv pip compile - $(LOCK_FLAGS) \
 		-o requirements-bootstrap.lock
 

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from credit_risk.config import load_params
 from credit_risk.errors import ConfigError
 from credit_risk.schema import EXAMPLE_APPLICANT, feature_columns
+from credit_risk.serving import MODEL_TAG_VARIABLE, PARAMS_VARIABLE
 from credit_risk.serving.api_models import (
     Contribution,
     Score,
@@ -34,8 +35,6 @@ from credit_risk.serving.api_models import (
 from credit_risk.serving.guard import RequestGuard
 from credit_risk.serving.scorer import ModelFiles, Scorer
 
-MODEL_TAG_VARIABLE = "CREDIT_RISK_MODEL_TAG"
-PARAMS_VARIABLE = "CREDIT_RISK_PARAMS"
 EXPLANATION_METHOD = "exact interventional Shapley values of the log-odds"
 
 # Service logs go under bentoml.* so that BentoML's logging set-up shows them at INFO.

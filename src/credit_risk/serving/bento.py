@@ -1,0 +1,69 @@
+"""Build the bento once: the service, the exact model it serves, and pinned packages.
+
+    python -m credit_risk.serving.bento build                 # the pipeline's current model
+    python -m credit_risk.serving.bento build --registered-model credit-risk --alias production
+    python -m credit_risk.serving.bento model credit-risk:<version>   # the model a bento pins
+
+`build` prints the bento's tag. What gets packaged is configured in pyproject.toml
+([tool.bentoml.build]); the packages are requirements-serve.lock, pinned with hashes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import bentoml
+
+from credit_risk.config import load_params
+from credit_risk.errors import CreditRiskError
+from credit_risk.serving import MODEL_TAG_VARIABLE
+from credit_risk.serving.model_store import import_from_pipeline, import_from_registry
+from credit_risk.stage import run
+
+
+def build(model_tag: str) -> str:
+    """Build a bento serving ``model_tag``; return the bento's tag."""
+    # The service reads its model tag when it is imported, which the build does.
+    os.environ[MODEL_TAG_VARIABLE] = model_tag
+    return str(bentoml.bentos.build_bentofile(build_ctx=".").tag)
+
+
+def pinned_model(bento_tag: str) -> str:
+    """The model tag a built bento was built with."""
+    try:
+        info = bentoml.get(bento_tag).info
+    except bentoml.exceptions.NotFound:
+        raise CreditRiskError(f"no bento {bento_tag} in the local store (bentoml list)") from None
+    models = [model.tag for service in info.services for model in service.models]
+    if len(models) != 1:
+        raise CreditRiskError(f"bento {bento_tag} pins {len(models)} models, expected one")
+    return str(models[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Build the service's bento, or inspect one.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    make = commands.add_parser("build", help="import a model and build a bento that serves it")
+    make.add_argument("--registered-model", metavar="NAME", help="an MLflow registered model")
+    which = make.add_mutually_exclusive_group()
+    which.add_argument("--alias", help="registry alias, e.g. production")
+    which.add_argument("--version", type=int, help="registry version number")
+    model = commands.add_parser("model", help="print the model tag a bento pins")
+    model.add_argument("bento", help="a bento tag, e.g. credit-risk:abc123")
+    args = parser.parse_args()
+    if args.command == "model":
+        print(pinned_model(args.bento))
+        return
+    params = load_params()
+    if args.registered_model:
+        stored = import_from_registry(params, args.registered_model, args.alias, args.version)
+    elif args.alias or args.version:
+        parser.error("--alias/--version go with --registered-model")
+    else:
+        stored = import_from_pipeline(params)
+    print(build(str(stored.tag)))
+
+
+if __name__ == "__main__":
+    run("bento", main)
