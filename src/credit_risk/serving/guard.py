@@ -20,6 +20,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 JSON_TYPES = {"application/json"}
+DRAIN_FACTOR = 16
 ERROR_SCHEMA = {
     "type": "object",
     "required": ["error"],
@@ -75,6 +76,10 @@ class RequestGuard:
             return
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            if int(declared) <= DRAIN_FACTOR * self.max_body_bytes:
+                # Read (and drop) a moderately large body so the client sees the 413 rather
+                # than a connection reset; anything larger is cut off at once.
+                await self._drain(receive)
             await _send_error(send, 413, f"request body over {self.max_body_bytes} bytes")
             return
         # Read the body here (bounded), then hand the app a receive() that replays it.
@@ -102,6 +107,13 @@ class RequestGuard:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _drain(receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return
 
     async def _correct_spec(self, scope: Scope, receive: Receive, send: Send) -> None:
         start: Message = {}

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import bentoml
 from prometheus_client import Counter, Histogram
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from credit_risk.config import load_params
 from credit_risk.errors import ConfigError
@@ -40,6 +40,29 @@ EXPLANATION_METHOD = "exact interventional Shapley values of the log-odds"
 # Service logs go under bentoml.* so that BentoML's logging set-up shows them at INFO.
 log = logging.getLogger("bentoml.credit_risk")
 log.setLevel(logging.INFO)
+
+
+class RejectedRequestFilter(logging.Filter):
+    """BentoML logs a client's validation error as an ERROR with a traceback that repeats the
+    request's values (personal data). Log it instead as one WARNING line naming only the
+    fields and problems."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, ValidationError):
+            problems = [
+                f"{'.'.join(str(part) for part in e['loc']) or '(body)'}: {e['type']}"
+                for e in error.errors(include_input=False)
+            ]
+            record.msg = json.dumps({"event": "rejected", "problems": problems})
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+logging.getLogger("bentoml._internal.server.http_app").addFilter(RejectedRequestFilter())
 
 
 def _model_tag() -> str:
@@ -98,7 +121,7 @@ class CreditRiskService:
         self.model_version = MODEL_TAG
         self.scorer: Scorer | None = None
         self.failure: str | None = None
-        self._ready = threading.Event()
+        self._attempted = threading.Event()
         # Load and warm up off the start-up path: /readyz answers 503 (not a hang) meanwhile,
         # and a model that fails to load leaves the service alive but never ready.
         threading.Thread(target=self._load, name="load-model", daemon=True).start()
@@ -109,25 +132,26 @@ class CreditRiskService:
             scorer = Scorer.load(ModelFiles.in_folder(Path(self.model.path)))
             scorer.probabilities(scorer.frame([EXAMPLE_APPLICANT]))
             scorer.explain(EXAMPLE_APPLICANT)
+            self.scorer = scorer
         except Exception as exc:  # any failure means "not ready", with the reason in the log
             self.failure = f"{type(exc).__name__}: {exc}"
-            log.error(
-                json.dumps(
-                    {"event": "model_load_failed", "model": MODEL_TAG, "error": self.failure}
-                )
-            )
+            failed = {"event": "model_load_failed", "model": MODEL_TAG, "error": self.failure}
+            log.error(json.dumps(failed))
             return
-        self.scorer = scorer
-        self._ready.set()
+        finally:
+            self._attempted.set()
         seconds = round(time.perf_counter() - started, 3)
         log.info(json.dumps({"event": "ready", "model": MODEL_TAG, "load_seconds": seconds}))
 
     def __is_ready__(self) -> bool:
-        return self._ready.is_set()
+        return self.scorer is not None
 
     def _scorer(self) -> Scorer:
+        # With several workers, /readyz may come from one that is ready while this one is still
+        # loading: wait for the load (a fraction of a second) rather than fail the request.
+        self._attempted.wait(timeout=SETTINGS.timeout_seconds)
         if self.scorer is None:
-            raise bentoml.exceptions.ServiceUnavailable("the model is not loaded yet")
+            raise bentoml.exceptions.ServiceUnavailable("the model is not loaded")
         return self.scorer
 
     def _score(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -119,3 +120,17 @@ def test_openapi_documents_a_working_example(client: TestClient) -> None:
     example_response = client.post("/score", json={"applicant": applicant["example"]})
     assert example_response.status_code == 200
     assert spec["paths"]["/score"]["post"]["requestBody"]["required"] is True
+
+
+def test_rejected_requests_are_logged_without_their_values(service: ModuleType) -> None:
+    try:
+        service.Applicant.model_validate({**EXAMPLE_APPLICANT, "purpose": "secret-yacht"})
+    except Exception as error:
+        exc_info = (type(error), error, error.__traceback__)
+    record = logging.LogRecord(
+        "x", logging.ERROR, __file__, 1, "Exception on %s", ("/score",), exc_info
+    )
+    assert service.RejectedRequestFilter().filter(record)
+    text = logging.Formatter().format(record)
+    assert "secret-yacht" not in text and "purpose: literal_error" in text
+    assert record.levelname == "WARNING"
