@@ -57,7 +57,8 @@ end
 function done(summary, latency)
   local e = summary.errors
   io.write(string.format(
-    'RESULT {"requests": %d, "us": %d, "errors": %d, "p50": %d, "p95": %d, "p99": %d, "max": %d}\\n',
+    'RESULT {"requests": %d, "us": %d, "errors": %d, ' ..
+    '"p50": %d, "p95": %d, "p99": %d, "max": %d}\\n',
     summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
     latency:percentile(50), latency:percentile(95), latency:percentile(99), latency.max))
 end

@@ -5,23 +5,24 @@ In one run, on loopback, with one model (the pipeline's models/model.joblib):
 1. cold start of the BentoML service: process start to the first GET /readyz 200 (target
    < 10 s), and to every worker having logged that its model is loaded;
 2. POST /score, one applicant per request, at 1, 8 and 32 concurrent clients: requests/s,
-   p50/p95/p99 latency and errors (target: p99 < 50 ms at 8 clients);
+   p50/p95/p99 latency, errors, and how the requests spread over the workers (target: p99
+   < 50 ms at 8 clients);
 3. POST /score_batch with 100 and 1,000 applicants per request: rows/s and latency;
-4. predict_proba of the same pipeline in this process on 1, 100 and 1,000 rows (the limit);
+4. predict_proba of the same pipeline in this process, on 1, 100 and 1,000 rows: the limit;
 5. `mlflow models serve` of the MLflow run that logged this model, one row per request, at the
-   same concurrency levels (same number of worker processes as the BentoML service);
-6. ratios: BentoML /score req/s over MLflow's (target >= 2x), and /score_batch 1,000-row rows/s
-   over in-process (target >= 0.5).
+   same concurrency levels, with as many worker processes as the BentoML service;
+6. ratios: BentoML /score req/s over MLflow's (target >= 2x at 8 clients), and /score_batch
+   1,000-row rows/s over in-process (target >= 0.5 at 1 client: one call at a time in both).
 
 Applicants are the held-out rows (data/processed/test.parquet), cycled. Every server runs in its
-own process group with an isolated BentoML store, on a free 127.0.0.1 port; its answer for one
-row is checked against in-process scoring, it is warmed up before being measured, and it is
-stopped when the run ends, also on Ctrl-C. Load comes from wrk when it is installed, else from a
-Python client (see _load.py); the output names it and how much CPU it took from the server.
---workers and --threads repeat the BentoML measurements for each combination (default: the
-serve section of params.yaml, which is never modified).
+own process group, on a free 127.0.0.1 port, with a throw-away BentoML store; its score for one
+applicant must equal this process's, it is warmed up before it is measured, and it is stopped
+when the run ends, also on Ctrl-C. Load comes from wrk when it is installed, else from a Python
+client (_load.py); the output names it and the share of a core it used, beside the CPU the server
+used per request. --workers and --threads repeat the BentoML measurements per combination
+(default: params.yaml's serve section, which is read, never written).
 
-    python benchmarks/service.py [--requests 2000] [--workers 1 2 --threads 1 4 8]
+    python benchmarks/service.py [--requests 1000] [--workers 1 2 --threads 1 4 8]
 
 Prints tables and writes benchmarks/results/service.json.
 """
@@ -33,6 +34,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -51,8 +53,8 @@ import mlflow
 import pandas as pd
 import psutil
 import yaml
-from _load import HEADERS, Load, LoadGenerator, load_generator
 
+from _load import HEADERS, Load, LoadGenerator, load_generator
 from credit_risk.config import Params, load_params
 from credit_risk.files import md5, write_json
 from credit_risk.schema import TARGET
@@ -62,16 +64,19 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "service.json"
 SERVICE = "credit_risk.serving.service:CreditRiskService"
 BATCH_SIZES = (100, 1000)
-IN_PROCESS_ROWS = 100_000  # rows scored per batch size in process (fewer for single rows)
-READY_LINE = b'"event": "ready"'  # what each BentoML worker logs once its model is loaded
+IN_PROCESS_ROWS = 100_000  # rows scored in process per size, at most --requests calls
+# The service's structured log lines: a worker's model is loaded; a worker scored a request.
+READY_LINE = b'"event": "ready"'
+SCORED_BY = re.compile(rb'\[entry_service:[^\]]*:(\d+)\] \{"event": "score')
 READY_TIMEOUT, STOP_TIMEOUT, POLL_SECONDS = 120.0, 10.0, 0.05
-TARGET_CLIENTS = 8  # the latency target, and the choice of the best configuration, are here
 COLD_START_S, P99_MS, VS_MLFLOW, VS_IN_PROCESS = 10.0, 50.0, 2.0, 0.5
+TARGET_CLIENTS = 8  # where latency and the MLflow ratio are judged, and the best config chosen
+BUSY_LOAD = 0.5  # a load average above this before the run means other work shares the CPUs
 
 
 @dataclass(frozen=True)
 class Bodies:
-    """Request bodies, one JSON document each, built from the same applicants."""
+    """Request bodies, one JSON document each, all made of the same applicants."""
 
     score: list[bytes]
     batches: dict[int, list[bytes]]
@@ -86,15 +91,21 @@ class Local:
     rows_per_second: float
 
 
+@dataclass(frozen=True)
+class Measure(Load):
+    server_cpu_ms: float = 0.0  # CPU the server's processes used per answer
+    by_worker: dict[int, int] = field(default_factory=dict)  # BentoML worker id: answers
+
+
 @dataclass
 class ServerRun:
     label: str
     workers: int
-    threads: int | None  # None for MLflow, whose uvicorn workers have no such setting
-    readyz_seconds: float = 0.0  # start to the first readiness answer 200
-    all_ready_seconds: float = 0.0  # start to every worker having loaded the model
-    score: list[Load] = field(default_factory=list)
-    batches: dict[int, list[Load]] = field(default_factory=dict)
+    threads: int | None  # None for MLflow: uvicorn has no such setting
+    readyz_seconds: float = 0.0  # start to the first readiness 200
+    all_ready_seconds: float | None = None  # start to every worker's model loaded (BentoML)
+    score: list[Measure] = field(default_factory=list)
+    batches: dict[int, list[Measure]] = field(default_factory=dict)
 
 
 def note(message: str) -> None:
@@ -109,10 +120,8 @@ def applicants(path: Path) -> list[dict[str, Any]]:
 
 def batches(rows: Sequence[dict[str, Any]], size: int, count: int) -> list[list[dict[str, Any]]]:
     """``count`` batches of ``size`` rows, each starting where the last ended (rows cycled)."""
-    return [
-        [rows[(start + i) % len(rows)] for i in range(size)]
-        for start in range(0, count * size, size)
-    ]
+    starts = range(0, count * size, size)
+    return [[rows[(start + i) % len(rows)] for i in range(size)] for start in starts]
 
 
 def encode(payload: object) -> bytes:
@@ -120,11 +129,11 @@ def encode(payload: object) -> bytes:
 
 
 def request_bodies(rows: Sequence[dict[str, Any]], features: Sequence[str]) -> Bodies:
-    # MLflow's signature is the model's features only (not `sex`); BentoML accepts the contract.
+    # MLflow's signature has the model's features only (no `sex`); BentoML takes the contract.
     return Bodies(
         score=[encode({"applicant": row}) for row in rows],
         batches={
-            size: [encode({"applicants": b}) for b in batches(rows, size, 4)]
+            size: [encode({"applicants": batch}) for batch in batches(rows, size, 4)]
             for size in BATCH_SIZES
         },
         mlflow=[encode({"dataframe_records": [{f: row[f] for f in features}]}) for row in rows],
@@ -134,31 +143,28 @@ def request_bodies(rows: Sequence[dict[str, Any]], features: Sequence[str]) -> B
 def in_process(
     pipeline: Any, rows: Sequence[dict[str, Any]], features: list[str], calls: int
 ) -> dict[int, Local]:
-    """predict_proba on the same rows, one call at a time, as data frames built in advance."""
+    """predict_proba on the same rows, one call at a time, on data frames built beforehand."""
     results = {}
     for size in (1, *BATCH_SIZES):
+        count = min(calls, IN_PROCESS_ROWS // size)
         frames = [
             pd.DataFrame.from_records(batch, columns=features)
-            for batch in batches(rows, size, len(rows) if size == 1 else 4)
+            for batch in batches(rows, size, min(count, len(rows)))
         ]
         pipeline.predict_proba(frames[0])  # the first call pays for lazy set-up
-        count = min(calls, IN_PROCESS_ROWS // size)
         seconds = []
         for frame in itertools.islice(itertools.cycle(frames), count):
             started = time.perf_counter()
             pipeline.predict_proba(frame)
             seconds.append(time.perf_counter() - started)
-        results[size] = Local(
-            rows=size,
-            calls=count,
-            ms_per_call=round(sorted(seconds)[count // 2] * 1000, 3),
-            rows_per_second=round(size * count / sum(seconds), 1),
-        )
+        median = sorted(seconds)[count // 2]
+        rate = size * count / sum(seconds)
+        results[size] = Local(size, count, round(median * 1000, 3), round(rate, 1))
     return results
 
 
 def import_model(env: dict[str, str]) -> str:
-    """Store the pipeline's model in the (temporary) BentoML store; return its tag."""
+    """Store the pipeline's model in the BentoML store that ``env`` names; return its tag."""
     done = subprocess.run(
         [sys.executable, "-m", "credit_risk.serving.model_store", "--from-pipeline"],
         cwd=ROOT,
@@ -202,22 +208,30 @@ def http(method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:
         connection.close()
 
 
-def post_json(url: str, body: bytes) -> Any:
+def check_score(url: str, body: bytes, read: str, expected: float) -> None:
+    """Stop unless the server scores an applicant exactly as this process does.
+
+    ``read`` is the path to the probability in the answer, e.g. ``predictions.0.1``.
+    """
     status, answer = http("POST", url, body)
-    if status != 200:
-        raise SystemExit(f"{url} answered {status}: {answer[:300]!r}")
-    return json.loads(answer)
+    got: Any = json.loads(answer) if status == 200 else None
+    for key in read.split(".") if got is not None else []:
+        got = got[int(key)] if key.isdigit() else got[key]
+    if got is None or abs(got - expected) > 1e-9:
+        raise SystemExit(f"{url} answered {status} {answer[:300]!r}, expected {expected}")
 
 
-def check_same_model(url: str, got: float, expected: float) -> None:
-    """Stop unless the server scores the first applicant exactly as this process does."""
-    if abs(got - expected) > 1e-9:
-        raise SystemExit(f"{url} scored the first applicant {got}, this process {expected}")
+@dataclass(frozen=True)
+class Server:
+    process: subprocess.Popen[bytes]
+    log: Path  # its stdout and stderr
+    started: float  # time.perf_counter() at its launch
 
 
 @contextlib.contextmanager
-def server(command: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def serve(command: list[str], env: dict[str, str], log: Path) -> Iterator[Server]:
     """Run a server in a process group of its own; stop it, and all it started, at the end."""
+    started = time.perf_counter()
     with log.open("wb") as output:
         process = subprocess.Popen(
             command,
@@ -228,7 +242,7 @@ def server(command: list[str], env: dict[str, str], log: Path) -> Iterator[subpr
             start_new_session=True,
         )
     try:
-        yield process
+        yield Server(process, log, started)
     finally:
         stop(process)
 
@@ -249,112 +263,124 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         child.kill()
 
 
-def wait_ready(
-    process: subprocess.Popen[bytes], url: str, started: float, log: Path, ready_lines: int
-) -> tuple[float, float]:
-    """Seconds to the first 200 from ``url``, and to ``ready_lines`` model-loaded log lines."""
-    first = None
-    while (now := time.perf_counter()) < started + READY_TIMEOUT:
+def wait_ready(server: Server, url: str, workers: int) -> tuple[float, float]:
+    """Seconds to the first 200 from ``url``, and to ``workers`` model-loaded log lines."""
+    first, process, log = None, server.process, server.log
+    while (now := time.perf_counter()) < server.started + READY_TIMEOUT:
         if process.poll() is not None:
             raise SystemExit(f"server exited ({process.returncode}):\n{log.read_text()[-3000:]}")
         if first is None and http("GET", url)[0] == 200:
-            first = now - started
-        if first is not None and log.read_bytes().count(READY_LINE) >= ready_lines:
-            return round(first, 2), round(time.perf_counter() - started, 2)
+            first = now - server.started
+        if first is not None and log.read_bytes().count(READY_LINE) >= workers:
+            return round(first, 2), round(time.perf_counter() - server.started, 2)
         time.sleep(POLL_SECONDS)
     raise SystemExit(f"{url} not ready after {READY_TIMEOUT:.0f} s:\n{log.read_text()[-3000:]}")
 
 
-def sweep(
-    generator: LoadGenerator,
-    url: str,
-    bodies: list[bytes],
-    levels: Sequence[int],
-    requests: int,
-    args: argparse.Namespace,
-) -> list[Load]:
-    """A warm-up at the highest concurrency (not kept), then ``requests`` requests per level."""
-    generator.run(url, bodies, max(levels), max(requests // 10, 5), args.max_seconds)
-    return [generator.run(url, bodies, c, requests, args.max_seconds) for c in levels]
+def server_cpu(pid: int) -> float:
+    """CPU seconds used so far by a server and the processes it started."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            used = process.cpu_times()
+            total += used.user + used.system
+    return total
 
 
-def bench_bento(
-    run: ServerRun,
-    env: dict[str, str],
-    workdir: Path,
-    bodies: Bodies,
-    expected: float,
-    generator: LoadGenerator,
-    args: argparse.Namespace,
-) -> ServerRun:
-    """Start the BentoML service with this run's workers and threads, and measure it."""
-    name = f"w{run.workers}-t{run.threads}"
+def worker_counts(log: Path, offset: int) -> dict[int, int]:
+    """Scoring requests each BentoML worker logged after ``offset`` bytes of its log."""
+    counts: dict[int, int] = {}
+    with log.open("rb") as lines:
+        lines.seek(offset)
+        for worker in SCORED_BY.findall(lines.read()):
+            counts[int(worker)] = counts.get(int(worker), 0) + 1
+    return counts
+
+
+@dataclass(frozen=True)
+class Bench:
+    """What every server's measurement shares."""
+
+    args: argparse.Namespace
+    env: dict[str, str]
+    workdir: Path
+    bodies: Bodies
+    generator: LoadGenerator
+
+    def sweep(
+        self, url: str, bodies: list[bytes], levels: Sequence[int], requests: int, server: Server
+    ) -> list[Measure]:
+        """A warm-up at the highest concurrency (not kept), then ``requests`` per level."""
+        run, limit = self.generator.run, self.args.max_seconds
+        run(url, bodies, max(levels), max(requests // 10, 5), limit)
+        measures = []
+        for clients in levels:
+            offset, cpu = server.log.stat().st_size, server_cpu(server.process.pid)
+            load = run(url, bodies, clients, requests, limit)
+            cpu_ms = (server_cpu(server.process.pid) - cpu) * 1000 / max(load.requests, 1)
+            by_worker = worker_counts(server.log, offset)
+            measures.append(
+                Measure(**asdict(load), server_cpu_ms=round(cpu_ms, 2), by_worker=by_worker)
+            )
+        return measures
+
+
+def bench_bento(bench: Bench, run: ServerRun, expected: float) -> ServerRun:
+    """Serve the stored model with this run's workers and threads, and measure it."""
+    args, bodies, name = bench.args, bench.bodies, f"w{run.workers}-t{run.threads}"
     params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     params["serve"].update(workers=run.workers, threads=run.threads)
-    params_file = workdir / f"params-{name}.yaml"
+    params_file = bench.workdir / f"params-{name}.yaml"
     params_file.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     port = free_port()
-    url, log = f"http://127.0.0.1:{port}", workdir / f"bento-{name}.log"
+    url, log = f"http://127.0.0.1:{port}", bench.workdir / f"bento-{name}.log"
     command = ["bentoml", "serve", SERVICE, "--host", "127.0.0.1", "--port", str(port)]
-    started = time.perf_counter()
-    with server(command, {**env, "CREDIT_RISK_PARAMS": str(params_file)}, log) as process:
-        run.readyz_seconds, run.all_ready_seconds = wait_ready(
-            process, f"{url}/readyz", started, log, run.workers
-        )
+    with serve(command, {**bench.env, "CREDIT_RISK_PARAMS": str(params_file)}, log) as server:
+        ready = wait_ready(server, f"{url}/readyz", run.workers)
+        run.readyz_seconds, run.all_ready_seconds = ready
         note(f"{run.label}: ready in {run.readyz_seconds} s, measuring")
-        got = post_json(f"{url}/score", bodies.score[0])["probability_bad"]
-        check_same_model(url, got, expected)
-        run.score = sweep(
-            generator, f"{url}/score", bodies.score, args.clients, args.requests, args
-        )
+        check_score(f"{url}/score", bodies.score[0], "probability_bad", expected)
+        run.score = bench.sweep(f"{url}/score", bodies.score, args.clients, args.requests, server)
         for size in BATCH_SIZES:
-            run.batches[size] = sweep(
-                generator,
+            run.batches[size] = bench.sweep(
                 f"{url}/score_batch",
                 bodies.batches[size],
                 args.batch_clients,
                 args.batch_requests,
-                args,
+                server,
             )
     return run
 
 
 def bench_mlflow(
-    run: ServerRun,
-    run_id: str,
-    env: dict[str, str],
-    workdir: Path,
-    bodies: Bodies,
-    expected: float,
-    positive: int,
-    generator: LoadGenerator,
-    args: argparse.Namespace,
+    bench: Bench, run: ServerRun, run_id: str, expected: tuple[float, int]
 ) -> ServerRun:
     """Serve the MLflow run's model with `mlflow models serve`, and measure it."""
     port = free_port()
-    url, log = f"http://127.0.0.1:{port}", workdir / "mlflow.log"
-    command = ["mlflow", "models", "serve", "-m", f"runs:/{run_id}/model", "--env-manager", "local"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(run.workers)]
-    started = time.perf_counter()
-    with server(command, {**env, "MLFLOW_TRACKING_URI": tracking_uri()}, log) as process:
-        # uvicorn's workers take connections only once loaded: no per-worker readiness to wait for
-        run.readyz_seconds = wait_ready(process, f"{url}/ping", started, log, 0)[0]
+    url, log = f"http://127.0.0.1:{port}", bench.workdir / "mlflow.log"
+    command = ["mlflow", "models", "serve", "-m", f"runs:/{run_id}/model", "--env-manager"]
+    command += ["local", "--host", "127.0.0.1", "--port", str(port), "--workers", str(run.workers)]
+    with serve(command, {**bench.env, "MLFLOW_TRACKING_URI": tracking_uri()}, log) as server:
+        # A uvicorn worker takes connections only once its model is loaded: no wait per worker.
+        run.readyz_seconds = wait_ready(server, f"{url}/ping", 0)[0]
         note(f"{run.label}: ready in {run.readyz_seconds} s, measuring")
-        got = post_json(f"{url}/invocations", bodies.mlflow[0])["predictions"][0][positive]
-        check_same_model(url, got, expected)
-        run.score = sweep(
-            generator, f"{url}/invocations", bodies.mlflow, args.clients, args.requests, args
+        probability, positive = expected
+        body, path = bench.bodies.mlflow, f"predictions.0.{positive}"
+        check_score(f"{url}/invocations", body[0], path, probability)
+        run.score = bench.sweep(
+            f"{url}/invocations", body, bench.args.clients, bench.args.requests, server
         )
     return run
 
 
 def ratios(run: ServerRun, peer: ServerRun, local: dict[int, Local]) -> dict[str, dict[int, float]]:
-    """/score req/s over MLflow's, per clients; 1,000-row batch rows/s over in-process's."""
+    """/score req/s over MLflow's, and 1,000-row batch rows/s over in-process, by clients."""
     limit = local[1000].rows_per_second
     return {
         "score_vs_mlflow": {
-            b.clients: round(b.per_second / m.per_second, 2)
-            for b, m in zip(run.score, peer.score, strict=True)
+            ours.clients: round(ours.per_second / theirs.per_second, 2)
+            for ours, theirs in zip(run.score, peer.score, strict=True)
         },
         "batch_1000_vs_in_process": {
             load.clients: round(load.per_second * 1000 / limit, 2) for load in run.batches[1000]
@@ -362,12 +388,17 @@ def ratios(run: ServerRun, peer: ServerRun, local: dict[int, Local]) -> dict[str
     }
 
 
-def at_target(run: ServerRun) -> Load:
-    return min(run.score, key=lambda load: abs(load.clients - TARGET_CLIENTS))
+def at(by_clients: dict[int, Any], clients: int) -> Any:
+    """The value measured at the number of clients nearest ``clients``."""
+    return by_clients[min(by_clients, key=lambda measured: abs(measured - clients))]
+
+
+def at_target(run: ServerRun) -> Measure:
+    return at({load.clients: load for load in run.score}, TARGET_CLIENTS)
 
 
 def best(runs: Sequence[ServerRun]) -> ServerRun:
-    """Error-free first, then within the p99 target, then the most /score requests/s (8 clients)."""
+    """Error-free first, then within the p99 target, then most /score req/s, at 8 clients."""
 
     def rank(run: ServerRun) -> tuple[bool, bool, float]:
         load = at_target(run)
@@ -377,167 +408,149 @@ def best(runs: Sequence[ServerRun]) -> ServerRun:
 
 
 def table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    """Print a table: first column left-aligned, the others right-aligned."""
+    """Print a table: the first column left-aligned, the others right-aligned."""
     cells = [list(header), *[[str(cell) for cell in row] for row in rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     print(f"\n{title}")
-    for row in cells:
-        first, *rest = (
-            cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))
-        )
-        print("  " + "  ".join([first, *rest]))
+    for first, *rest in cells:
+        right = (cell.rjust(width) for cell, width in zip(rest, widths[1:], strict=True))
+        print(f"  {first.ljust(widths[0])}  {'  '.join(right)}")
 
 
 def verdict(ok: bool) -> str:
     return "ok" if ok else "MISSED"
 
 
-def report(runs: Sequence[ServerRun], peer: ServerRun, local: dict[int, Local]) -> None:
+def load_row(run: ServerRun, load: Measure, rows: int) -> list[object]:
+    """Rate, latency, errors, server CPU, answers per worker, the client's share of a core."""
+    by_worker = "/".join(str(load.by_worker.get(w, 0)) for w in range(1, run.workers + 1))
+    return [
+        f"{load.per_second * rows:,.0f}",
+        load.p50_ms,
+        load.p95_ms,
+        load.p99_ms,
+        load.max_ms,
+        load.errors,
+        load.server_cpu_ms,
+        by_worker if load.by_worker else "-",
+        f"{load.client_cpu_seconds / load.seconds:.0%}",
+    ]
+
+
+LOAD_HEADER = ["p50 ms", "p95 ms", "p99 ms", "max ms", "errors", "server CPU ms/req"]
+LOAD_HEADER += ["by worker", "client CPU"]
+
+
+def print_in_process(local: dict[int, Local]) -> None:
     table(
-        "In-process predict_proba, one thread (the physical limit)",
+        "In-process predict_proba, one call at a time (the physical limit)",
         ["rows/call", "calls", "ms/call (median)", "rows/s"],
-        [
-            [s, x.calls, f"{x.ms_per_call:.2f}", f"{x.rows_per_second:,.0f}"]
-            for s, x in local.items()
-        ],
+        [[x.rows, x.calls, x.ms_per_call, f"{x.rows_per_second:,.0f}"] for x in local.values()],
     )
+
+
+def print_cold_start(runs: Sequence[ServerRun], peer: ServerRun) -> None:
+    rows: list[list[object]] = [
+        [r.label, r.readyz_seconds, r.all_ready_seconds, verdict(r.readyz_seconds < COLD_START_S)]
+        for r in runs
+    ]
     table(
-        f"Cold start, process start to ready (target: /readyz 200 in < {COLD_START_S:.0f} s)",
-        ["server", "first /readyz|/ping 200 (s)", "every worker loaded (s)", "target"],
-        [
-            [
-                r.label,
-                r.readyz_seconds,
-                r.all_ready_seconds,
-                verdict(r.readyz_seconds < COLD_START_S),
-            ]
-            for r in runs
-        ]
-        + [[peer.label, peer.readyz_seconds, "-", "-"]],
+        f"Cold start, seconds from process start (target: /readyz 200 in < {COLD_START_S:.0f} s)",
+        ["server", "/readyz (/ping) 200", "every worker loaded", "target"],
+        [*rows, [peer.label, peer.readyz_seconds, "-", "-"]],
     )
+
+
+def print_single(runs: Sequence[ServerRun], peer: ServerRun) -> None:
     table(
         "One applicant per request: BentoML POST /score, MLflow POST /invocations",
+        ["server", "clients", "requests", "req/s", *LOAD_HEADER],
         [
-            "server",
-            "clients",
-            "requests",
-            "req/s",
-            "p50 ms",
-            "p95 ms",
-            "p99 ms",
-            "max ms",
-            "errors",
-            "client CPU",
-        ],
-        [
-            [
-                r.label,
-                x.clients,
-                x.requests,
-                f"{x.per_second:,.0f}",
-                x.p50_ms,
-                x.p95_ms,
-                x.p99_ms,
-                x.max_ms,
-                x.errors,
-                f"{x.client_cpu_seconds / x.seconds:.0%}",
-            ]
-            for r in [*runs, peer]
-            for x in r.score
+            [run.label, load.clients, load.requests, *load_row(run, load, 1)]
+            for run in [*runs, peer]
+            for load in run.score
         ],
     )
+
+
+def print_batches(runs: Sequence[ServerRun], local: dict[int, Local]) -> None:
     table(
-        "Batches: BentoML POST /score_batch",
-        [
-            "server",
-            "rows/req",
-            "clients",
-            "requests",
-            "rows/s",
-            "p50 ms",
-            "p95 ms",
-            "p99 ms",
-            "errors",
-            "x in-process",
-        ],
+        "Batches: BentoML POST /score_batch (x in-process: rows/s over in-process rows/s)",
+        ["server", "rows/req", "clients", "requests", "rows/s", *LOAD_HEADER, "x in-process"],
         [
             [
-                r.label,
+                run.label,
                 size,
-                x.clients,
-                x.requests,
-                f"{x.per_second * size:,.0f}",
-                x.p50_ms,
-                x.p95_ms,
-                x.p99_ms,
-                x.errors,
-                f"{x.per_second * size / local[size].rows_per_second:.2f}",
+                load.clients,
+                load.requests,
+                *load_row(run, load, size),
+                f"{load.per_second * size / local[size].rows_per_second:.2f}",
             ]
-            for r in runs
-            for size, loads in r.batches.items()
-            for x in loads
+            for run in runs
+            for size, loads in run.batches.items()
+            for load in loads
         ],
     )
+
+
+def print_targets(runs: Sequence[ServerRun], peer: ServerRun, local: dict[int, Local]) -> None:
     rows = []
     for run in runs:
         ratio = ratios(run, peer, local)
+        vs_mlflow, vs_local = ratio["score_vs_mlflow"], ratio["batch_1000_vs_in_process"]
+        p99 = at_target(run).p99_ms
+        mlflow_ok = verdict(at(vs_mlflow, TARGET_CLIENTS) >= VS_MLFLOW)
+        local_ok = verdict(at(vs_local, 1) >= VS_IN_PROCESS)
         rows.append(
             [
                 run.label,
-                f"{at_target(run).p99_ms} {verdict(at_target(run).p99_ms < P99_MS)}",
-                " ".join(f"{c}:{v}x" for c, v in ratio["score_vs_mlflow"].items())
-                + " "
-                + verdict(min(ratio["score_vs_mlflow"].values()) >= VS_MLFLOW),
-                " ".join(f"{c}:{v}" for c, v in ratio["batch_1000_vs_in_process"].items())
-                + " "
-                + verdict(max(ratio["batch_1000_vs_in_process"].values()) >= VS_IN_PROCESS),
+                f"{p99} {verdict(p99 < P99_MS)}",
+                " ".join(f"{c}:{v}x" for c, v in vs_mlflow.items()) + f" {mlflow_ok}",
+                " ".join(f"{c}:{v}" for c, v in vs_local.items()) + f" {local_ok}",
             ]
         )
     table(
-        "Targets",
+        "Targets (ratios by number of clients)",
         [
             "server",
             f"p99 ms at {TARGET_CLIENTS} clients < {P99_MS:.0f}",
-            f"/score req/s over MLflow's, by clients (>= {VS_MLFLOW:.0f}x)",
-            f"1,000-row rows/s over in-process, by clients (>= {VS_IN_PROCESS})",
+            f"/score req/s over MLflow's >= {VS_MLFLOW:.0f}x at {TARGET_CLIENTS}",
+            f"1,000-row rows/s over in-process >= {VS_IN_PROCESS} at 1",
         ],
         rows,
     )
 
 
+def print_best(chosen: ServerRun) -> None:
+    load = at_target(chosen)
+    batch = max(x.per_second for x in chosen.batches[1000]) * 1000
+    print(
+        f"\nBest configuration: workers={chosen.workers} threads={chosen.threads}: "
+        f"{load.per_second:,.0f} /score req/s at {load.clients} clients, p99 {load.p99_ms} ms, "
+        f"{load.errors} errors; 1,000-row batches up to {batch:,.0f} rows/s"
+    )
+
+
 def parse_args(params: Params) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=2000, help="per concurrency level")
+    parser.add_argument("--requests", type=int, default=1000, help="per concurrency level")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--batch-requests", type=int, default=60, help="per batch size and level")
+    parser.add_argument("--batch-requests", type=int, default=50, help="per size and level")
     parser.add_argument("--batch-clients", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--workers", type=int, nargs="+", default=[params.serve.workers])
     parser.add_argument("--threads", type=int, nargs="+", default=[params.serve.threads])
-    parser.add_argument(
-        "--mlflow-workers", type=int, default=params.serve.workers, help="uvicorn processes"
-    )
+    parser.add_argument("--mlflow-workers", type=int, default=params.serve.workers)
     parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
-    parser.add_argument("--max-seconds", type=int, default=60, help="time limit per measurement")
+    parser.add_argument("--max-seconds", type=int, default=60, help="limit per measurement")
     return parser.parse_args()
 
 
-def main() -> None:
-    # params.yaml, models/, data/ and mlruns/ are found relative to the repository root.
-    os.chdir(ROOT)
-    # A kill (from make or CI) becomes an exit, so the finally blocks stop the servers.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    params = load_params()
-    args = parse_args(params)
-    features = list(json.loads(params.paths.model_info.read_text(encoding="utf-8"))["features"])
-    rows = applicants(params.paths.test)
-    bodies = request_bodies(rows, features)
-    pipeline = joblib.load(params.paths.model)
-    positive = list(pipeline.classes_).index(1)
-    first = pd.DataFrame.from_records(rows[:1], columns=features)
-    expected = float(pipeline.predict_proba(first)[0, positive])
-    local = in_process(pipeline, rows, features, args.requests)
+def measure_servers(
+    args: argparse.Namespace, params: Params, bodies: Bodies, expected: tuple[float, int]
+) -> tuple[str, str, str, list[ServerRun], ServerRun]:
+    """Model tag, MLflow run, load generator, the BentoML runs and the MLflow one."""
     run_id = mlflow_run_id(params)
-    with tempfile.TemporaryDirectory(prefix="credit-risk-bench-serve-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="credit-risk-bench-service-") as tmp:
         workdir = Path(tmp)
         env = {
             **os.environ,
@@ -547,34 +560,53 @@ def main() -> None:
             "MLFLOW_DISABLE_TELEMETRY": "true",
         }
         env["CREDIT_RISK_MODEL_TAG"] = tag = import_model(env)
-        generator = load_generator(args.client, workdir)
-        note(f"model {tag}, MLflow run {run_id}, load from {generator.name}")
+        bench = Bench(args, env, workdir, bodies, load_generator(args.client, workdir))
+        note(f"model {tag}, MLflow run {run_id}, load from {bench.generator.name}")
         runs = [
-            bench_bento(
-                ServerRun(f"bento w{w} t{t}", w, t), env, workdir, bodies, expected, generator, args
-            )
+            bench_bento(bench, ServerRun(f"bento w{w} t{t}", w, t), expected[0])
             for w, t in itertools.product(args.workers, args.threads)
         ]
         peer = ServerRun(f"mlflow w{args.mlflow_workers}", args.mlflow_workers, None)
-        peer = bench_mlflow(peer, run_id, env, workdir, bodies, expected, positive, generator, args)
+        peer = bench_mlflow(bench, peer, run_id, expected)
+    return tag, run_id, bench.generator.name, runs, peer
 
-    print(
-        f"Service benchmark: model {tag} (MLflow run {run_id}), {len(rows)} held-out applicants, {os.cpu_count()} CPUs, loopback"
+
+def main() -> None:
+    # params.yaml, data/, models/ and mlruns/ are relative to the repository root.
+    os.chdir(ROOT)
+    # A kill (from make or CI) becomes an exit, so that the servers are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    params = load_params()
+    args = parse_args(params)
+    busy = os.getloadavg()[0]
+    features = list(json.loads(params.paths.model_info.read_text(encoding="utf-8"))["features"])
+    rows = applicants(params.paths.test)
+    pipeline = joblib.load(params.paths.model)
+    positive = list(pipeline.classes_).index(1)
+    first = pd.DataFrame.from_records(rows[:1], columns=features)
+    expected = float(pipeline.predict_proba(first)[0, positive]), positive
+    local = in_process(pipeline, rows, features, args.requests)
+    tag, run_id, client, runs, peer = measure_servers(
+        args, params, request_bodies(rows, features), expected
     )
-    print(f"load generator: {generator.name}; closed loop, warm-up excluded")
-    report(runs, peer, local)
+
+    print(f"\nService benchmark: model {tag} (MLflow run {run_id}), {len(rows)} held-out rows")
+    print(f"{os.cpu_count()} CPUs, load average {busy:.2f} before the run", end="")
+    print(" (other work was running: figures are noisy)" if busy > BUSY_LOAD else "")
+    print(f"load generator: {client}; closed loop, warm-up not counted")
+    print_in_process(local)
+    print_cold_start(runs, peer)
+    print_single(runs, peer)
+    print_batches(runs, local)
+    print_targets(runs, peer, local)
     chosen = best(runs)
-    load = at_target(chosen)
-    print(
-        f"\nBest configuration: workers={chosen.workers} threads={chosen.threads} "
-        f"({load.per_second:,.0f} /score req/s at {load.clients} clients, p99 {load.p99_ms} ms, "
-        f"{load.errors} errors; 1,000-row batches {max(x.per_second for x in chosen.batches[1000]) * 1000:,.0f} rows/s)"
-    )
+    print_best(chosen)
     write_json(
         RESULTS,
         {
-            "load_generator": generator.name,
+            "load_generator": client,
             "cpus": os.cpu_count(),
+            "load_average_before": busy,
             "model_tag": tag,
             "mlflow_run_id": run_id,
             "applicants": len(rows),

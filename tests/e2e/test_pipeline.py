@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -122,3 +126,59 @@ def test_experiment_with_a_changed_param(reproduced: Path, tmp_path: Path) -> No
         == 0.01
     ]
     assert experiments, shown
+
+
+def test_mlflow_server_shows_the_tracked_run(
+    reproduced: Path, isolated_mlflow: str, tmp_path: Path
+) -> None:
+    """An experiment run seen through `mlflow server`: params, train and test metrics, lineage."""
+    workspace = copy_of(reproduced, tmp_path)
+    sh(workspace, "dvc", "exp", "run", "-S", "train.logistic_regression.C=0.05")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    command = ["mlflow", "server", "--backend-store-uri", isolated_mlflow,
+               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
+    server = subprocess.Popen(
+        command, cwd=workspace, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    pytest.fail("mlflow server did not start")
+                time.sleep(0.5)
+        query = json.dumps({"filter": "name = 'credit-risk'", "max_results": 10}).encode()
+        with urllib.request.urlopen(urllib.request.Request(
+            f"{base}/experiments/search", data=query, headers={"Content-Type": "application/json"}
+        )) as response:  # fmt: skip
+            (experiment,) = json.load(response)["experiments"]
+        query = json.dumps(
+            {"experiment_ids": [experiment["experiment_id"]], "max_results": 100}
+        ).encode()
+        with urllib.request.urlopen(urllib.request.Request(
+            f"{base}/runs/search", data=query, headers={"Content-Type": "application/json"}
+        )) as response:  # fmt: skip
+            runs = json.load(response)["runs"]
+        (run,) = [
+            r for r in runs
+            if {"key": "train.logistic_regression.C", "value": "0.05"} in r["data"]["params"]
+        ]  # fmt: skip
+        metrics = {m["key"] for m in run["data"]["metrics"]}
+        assert {"train_roc_auc", "test_roc_auc", "gap_sex_roc_auc", "gap_age_band_f1"} <= metrics
+        tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+        assert len(tags["lineage.git_commit"]) == 40
+        assert tags["lineage.train_data_md5"] and tags["lineage.model_md5"]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
