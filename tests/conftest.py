@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import gzip
 import os
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +28,7 @@ from credit_risk.train import explain_background, fit, model_info
 from credit_risk.validate import read_csv, validate
 
 ROOT = Path(__file__).resolve().parents[1]
+READY_SECONDS = 90
 
 # BentoML reads its home once, on first use: point it at a throw-away store before any test
 # (or a server a test starts) can touch the user's ~/bentoml.
@@ -103,3 +110,63 @@ def model_files(
 def model_tag(model_files: ModelFiles, params: Params) -> str:
     """The default model, stored in the test session's BentoML store."""
     return str(store(params.serve.model_name, model_files, {"source": "test"}).tag)
+
+
+class LocalServer:
+    """A server command on a free loopback port, in its own process group, stopped by its pid.
+
+    ``command`` may contain "{port}". Entering waits until GET ``ready_path`` answers 200 and
+    gives the base URL; the server's output goes to ``log_file`` and is shown if it fails.
+    """
+
+    def __init__(
+        self, command: list[str], cwd: Path, log_file: Path, ready_path: str, **env: str
+    ) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        self.command = [part.replace("{port}", str(self.port)) for part in command]
+        self.cwd, self.log_file, self.ready_path = cwd, log_file, ready_path
+        venv_bin = Path(sys.executable).parent
+        self.env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}", **env}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> str:
+        with self.log_file.open("wb") as log:
+            self.process = subprocess.Popen(
+                self.command, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        base = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + READY_SECONDS
+        while not self._ready(base):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"{self.command[0]} never became ready:\n{self.log_file.read_text()}")
+            time.sleep(0.25)
+        return base
+
+    def _ready(self, base: str) -> bool:
+        try:
+            with urllib.request.urlopen(f"{base}{self.ready_path}", timeout=5) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+@pytest.fixture(scope="session")
+def local_server() -> type[LocalServer]:
+    return LocalServer

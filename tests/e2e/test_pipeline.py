@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -33,6 +30,13 @@ def sh(cwd: Path, *command: str, check: bool = True) -> subprocess.CompletedProc
     if check and done.returncode != 0:
         raise AssertionError(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
     return done
+
+
+def post_json(url: str, payload: object) -> dict:
+    body = json.dumps(payload).encode()
+    call = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(call, timeout=30) as response:
+        return dict(json.load(response))
 
 
 @pytest.fixture(scope="module")
@@ -129,44 +133,21 @@ def test_experiment_with_a_changed_param(reproduced: Path, tmp_path: Path) -> No
 
 
 def test_mlflow_server_shows_the_tracked_run(
-    reproduced: Path, isolated_mlflow: str, tmp_path: Path
+    reproduced: Path, isolated_mlflow: str, local_server, tmp_path: Path
 ) -> None:
     """An experiment run seen through `mlflow server`: params, train and test metrics, lineage."""
     workspace = copy_of(reproduced, tmp_path)
     sh(workspace, "dvc", "exp", "run", "-S", "train.logistic_regression.C=0.05")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     command = ["mlflow", "server", "--backend-store-uri", isolated_mlflow,
-               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
-    server = subprocess.Popen(
-        command, cwd=workspace, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    pytest.fail("mlflow server did not start")
-                time.sleep(0.5)
-        query = json.dumps({"filter": "name = 'credit-risk'", "max_results": 10}).encode()
-        with urllib.request.urlopen(urllib.request.Request(
-            f"{base}/experiments/search", data=query, headers={"Content-Type": "application/json"}
-        )) as response:  # fmt: skip
-            (experiment,) = json.load(response)["experiments"]
-        query = json.dumps(
-            {"experiment_ids": [experiment["experiment_id"]], "max_results": 100}
-        ).encode()
-        with urllib.request.urlopen(urllib.request.Request(
-            f"{base}/runs/search", data=query, headers={"Content-Type": "application/json"}
-        )) as response:  # fmt: skip
-            runs = json.load(response)["runs"]
+               "--host", "127.0.0.1", "--port", "{port}", "--workers", "1"]  # fmt: skip
+    with local_server(command, workspace, tmp_path / "mlflow.log", "/health") as server:
+        base = f"{server}/api/2.0/mlflow"
+        found = post_json(
+            f"{base}/experiments/search", {"filter": "name = 'credit-risk'", "max_results": 10}
+        )
+        (experiment,) = found["experiments"]
+        ids = [experiment["experiment_id"]]
+        runs = post_json(f"{base}/runs/search", {"experiment_ids": ids, "max_results": 100})["runs"]
         (run,) = [
             r for r in runs
             if {"key": "train.logistic_regression.C", "value": "0.05"} in r["data"]["params"]
@@ -176,9 +157,3 @@ def test_mlflow_server_shows_the_tracked_run(
         tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
         assert len(tags["lineage.git_commit"]) == 40
         assert tags["lineage.train_data_md5"] and tags["lineage.model_md5"]
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)

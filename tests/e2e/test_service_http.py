@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -25,12 +19,6 @@ from credit_risk.schema import EXAMPLE_APPLICANT
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 FUZZ_EXAMPLES = 150  # per operation: several hundred requests over the service's endpoints
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def request(url: str, body: bytes | None = None, content_type: str = "application/json"):
@@ -56,44 +44,16 @@ def post_json(url: str, payload: object) -> tuple[int, dict]:
 
 
 @pytest.fixture(scope="module")
-def server(model_tag: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`bentoml serve` of the test model on a free port, stopped by its own process group."""
-    port = free_port()
-    log_file = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "CREDIT_RISK_MODEL_TAG": model_tag,
-        "CREDIT_RISK_PARAMS": str(ROOT / "params.yaml"),
-    }
+def server(model_tag: str, local_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`bentoml serve` of the test model on a free loopback port."""
     command = ["bentoml", "serve", "credit_risk.serving.service:CreditRiskService",
-               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
-    with log_file.open("wb") as log:
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"bentoml serve exited ({process.returncode}):\n{log_file.read_text()}")
-            try:
-                if request(f"{base}/readyz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"not ready within 90 s:\n{log_file.read_text()}")
-            time.sleep(0.25)
+               "--host", "127.0.0.1", "--port", "{port}"]  # fmt: skip
+    log_file = tmp_path_factory.mktemp("serve") / "serve.log"
+    with local_server(
+        command, ROOT, log_file, "/readyz",
+        CREDIT_RISK_MODEL_TAG=model_tag, CREDIT_RISK_PARAMS=str(ROOT / "params.yaml"),
+    ) as base:  # fmt: skip
         yield base
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def test_scores_over_http(server: str, model_tag: str) -> None:
