@@ -7,7 +7,7 @@ the explanation background), wherever they are: ``models/`` or a BentoML model d
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from credit_risk.serving.encoder import RowEncoder
 from credit_risk.serving.explain import Explanation, ShapleyExplainer
 
 Decision = Literal["approve", "decline"]
@@ -44,18 +45,26 @@ class Scorer:
         self.info = info
         self.positive = list(pipeline.classes_).index(1)
         self.explainer = ShapleyExplainer(pipeline, background, self.features)
+        self.encoder = RowEncoder.from_pipeline(pipeline)
+        self.classifier = pipeline.steps[-1][1]
 
     @classmethod
     def load(cls, files: ModelFiles) -> Scorer:
         info = json.loads(files.info.read_text(encoding="utf-8"))
         return cls(joblib.load(files.model), info, pd.read_parquet(files.background))
 
-    def frame(self, applicants: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    def frame(self, applicants: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         """The model's input table for already-validated applicants."""
-        return pd.DataFrame.from_records(applicants, columns=self.features)
+        return pd.DataFrame.from_records(list(applicants), columns=self.features)
 
     def probabilities(self, frame: pd.DataFrame) -> np.ndarray:
         return self.pipeline.predict_proba(frame[self.features])[:, self.positive]
+
+    def score(self, applicants: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Probability of bad risk per applicant: the numpy encoder when the pipeline allows it."""
+        if self.encoder is None:
+            return self.probabilities(self.frame(applicants))
+        return self.classifier.predict_proba(self.encoder.encode(applicants))[:, self.positive]
 
     def decisions(self, probabilities: np.ndarray) -> list[Decision]:
         return ["decline" if p >= self.threshold else "approve" for p in probabilities]

@@ -130,7 +130,7 @@ class CreditRiskService:
         started = time.perf_counter()
         try:
             scorer = Scorer.load(ModelFiles.in_folder(Path(self.model.path)))
-            scorer.probabilities(scorer.frame([EXAMPLE_APPLICANT]))
+            scorer.score([EXAMPLE_APPLICANT])
             scorer.explain(EXAMPLE_APPLICANT)
             self.scorer = scorer
         except Exception as exc:  # any failure means "not ready", with the reason in the log
@@ -159,7 +159,7 @@ class CreditRiskService:
     ) -> list[Score]:
         started = time.perf_counter()
         scorer = self._scorer()
-        probabilities = scorer.probabilities(scorer.frame(applicants))
+        probabilities = scorer.score(applicants)
         decisions = scorer.decisions(probabilities)
         for probability, decision in zip(probabilities, decisions, strict=True):
             probability_histogram.labels(endpoint=endpoint).observe(float(probability))
