@@ -37,11 +37,12 @@ import os
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from http.client import HTTPConnection, HTTPException
 from pathlib import Path
@@ -57,7 +58,9 @@ import yaml
 from _load import HEADERS, Load, LoadGenerator, load_generator
 from credit_risk.config import Params, load_params
 from credit_risk.files import md5, write_json
+from credit_risk.lineage import git_commit, git_dirty
 from credit_risk.schema import TARGET
+from credit_risk.serving.scorer import ModelFiles, Scorer
 from credit_risk.tracking import run_for_model, tracking_uri
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,10 +88,12 @@ class Bodies:
 
 @dataclass(frozen=True)
 class Local:
-    rows: int  # per predict_proba call
+    rows: int  # per call
     calls: int
-    ms_per_call: float  # median
+    ms_per_call: float  # median, of pipeline.predict_proba on a data frame
     rows_per_second: float
+    scorer_ms_per_call: float  # the same, of the service's Scorer.score on request rows
+    scorer_rows_per_second: float
 
 
 @dataclass(frozen=True)
@@ -140,26 +145,35 @@ def request_bodies(rows: Sequence[dict[str, Any]], features: Sequence[str]) -> B
     )
 
 
+def timed(score: Callable[[Any], object], inputs: Sequence[Any], calls: int) -> list[float]:
+    """Seconds taken by each of ``calls`` calls of ``score``, cycling through ``inputs``."""
+    score(inputs[0])  # the first call pays for lazy set-up
+    seconds = []
+    for item in itertools.islice(itertools.cycle(inputs), calls):
+        started = time.perf_counter()
+        score(item)
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def rates(seconds: list[float], rows: int) -> tuple[float, float]:
+    """Median milliseconds per call, and rows per second."""
+    return round(statistics.median(seconds) * 1000, 3), round(rows * len(seconds) / sum(seconds), 1)
+
+
 def in_process(
-    pipeline: Any, rows: Sequence[dict[str, Any]], features: list[str], calls: int
+    pipeline: Any, scorer: Scorer, rows: Sequence[dict[str, Any]], calls: int
 ) -> dict[int, Local]:
-    """predict_proba on the same rows, one call at a time, on data frames built beforehand."""
+    """The model on the same rows, one call at a time, inputs built beforehand: the pipeline's
+    predict_proba on data frames, and the service's own scoring path on request rows."""
     results = {}
     for size in (1, *BATCH_SIZES):
         count = min(calls, IN_PROCESS_ROWS // size)
-        frames = [
-            pd.DataFrame.from_records(batch, columns=features)
-            for batch in batches(rows, size, min(count, len(rows)))
-        ]
-        pipeline.predict_proba(frames[0])  # the first call pays for lazy set-up
-        seconds = []
-        for frame in itertools.islice(itertools.cycle(frames), count):
-            started = time.perf_counter()
-            pipeline.predict_proba(frame)
-            seconds.append(time.perf_counter() - started)
-        median = sorted(seconds)[count // 2]
-        rate = size * count / sum(seconds)
-        results[size] = Local(size, count, round(median * 1000, 3), round(rate, 1))
+        chunks = batches(rows, size, min(count, len(rows)))
+        frames = [pd.DataFrame.from_records(chunk, columns=scorer.features) for chunk in chunks]
+        pipeline_rates = rates(timed(pipeline.predict_proba, frames, count), size)
+        scorer_rates = rates(timed(scorer.score, chunks, count), size)
+        results[size] = Local(size, count, *pipeline_rates, *scorer_rates)
     return results
 
 
@@ -443,9 +457,20 @@ LOAD_HEADER += ["by worker", "client CPU"]
 
 def print_in_process(local: dict[int, Local]) -> None:
     table(
-        "In-process predict_proba, one call at a time (the physical limit)",
-        ["rows/call", "calls", "ms/call (median)", "rows/s"],
-        [[x.rows, x.calls, x.ms_per_call, f"{x.rows_per_second:,.0f}"] for x in local.values()],
+        "In process, one call at a time (the physical limit): the pipeline's predict_proba, and "
+        "the service's Scorer.score",
+        ["rows/call", "calls", "predict_proba ms", "rows/s", "Scorer.score ms", "rows/s"],
+        [
+            [
+                x.rows,
+                x.calls,
+                x.ms_per_call,
+                f"{x.rows_per_second:,.0f}",
+                x.scorer_ms_per_call,
+                f"{x.scorer_rows_per_second:,.0f}",
+            ]
+            for x in local.values()
+        ],
     )
 
 
@@ -579,18 +604,20 @@ def main() -> None:
     params = load_params()
     args = parse_args(params)
     busy = os.getloadavg()[0]
-    features = list(json.loads(params.paths.model_info.read_text(encoding="utf-8"))["features"])
-    rows = applicants(params.paths.test)
-    pipeline = joblib.load(params.paths.model)
-    positive = list(pipeline.classes_).index(1)
-    first = pd.DataFrame.from_records(rows[:1], columns=features)
+    paths = params.paths
+    rows = applicants(paths.test)
+    scorer = Scorer.load(ModelFiles(paths.model, paths.model_info, paths.background))
+    pipeline, positive = joblib.load(paths.model), scorer.positive
+    first = pd.DataFrame.from_records(rows[:1], columns=scorer.features)
     expected = float(pipeline.predict_proba(first)[0, positive]), positive
-    local = in_process(pipeline, rows, features, args.requests)
+    local = in_process(pipeline, scorer, rows, args.requests)
     tag, run_id, client, runs, peer = measure_servers(
-        args, params, request_bodies(rows, features), expected
+        args, params, request_bodies(rows, scorer.features), expected
     )
 
-    print(f"\nService benchmark: model {tag} (MLflow run {run_id}), {len(rows)} held-out rows")
+    code = f"{git_commit()[:12]}{' with uncommitted changes' if git_dirty() else ''}"
+    print(f"\nService benchmark: code {code}, model {tag} (MLflow run {run_id})")
+    print(f"{len(rows)} held-out applicants, cycled; loopback; ", end="")
     print(f"{os.cpu_count()} CPUs, load average {busy:.2f} before the run", end="")
     print(" (other work was running: figures are noisy)" if busy > BUSY_LOAD else "")
     print(f"load generator: {client}; closed loop, warm-up not counted")
@@ -607,6 +634,7 @@ def main() -> None:
             "load_generator": client,
             "cpus": os.cpu_count(),
             "load_average_before": busy,
+            "code": {"commit": git_commit(), "dirty": git_dirty()},
             "model_tag": tag,
             "mlflow_run_id": run_id,
             "applicants": len(rows),

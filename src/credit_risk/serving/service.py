@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
-from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from credit_risk.config import load_params
@@ -33,6 +32,7 @@ from credit_risk.serving.api_models import (
     applicant_model,
 )
 from credit_risk.serving.guard import RequestGuard
+from credit_risk.serving.metrics import record_scores
 from credit_risk.serving.scorer import ModelFiles, Scorer
 
 EXPLANATION_METHOD = "exact interventional Shapley values of the log-odds"
@@ -93,20 +93,6 @@ class BatchRequest(bentoml.IODescriptor):
     applicants: Batch
 
 
-# Plain prometheus_client metrics: BentoML serves them on /metrics beside its own.
-probability_histogram = Histogram(
-    name="credit_risk_probability_bad",
-    documentation="Predicted probability of bad credit risk, per scored applicant",
-    labelnames=["endpoint"],
-    buckets=[0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0],
-)
-decision_counter = Counter(
-    name="credit_risk_decisions_total",
-    documentation="Scored applicants by decision",
-    labelnames=["endpoint", "decision"],
-)
-
-
 @bentoml.service(
     name="credit-risk",
     workers=SETTINGS.workers,
@@ -161,9 +147,7 @@ class CreditRiskService:
         scorer = self._scorer()
         probabilities = scorer.score(applicants)
         decisions = scorer.decisions(probabilities)
-        for probability, decision in zip(probabilities, decisions, strict=True):
-            probability_histogram.labels(endpoint=endpoint).observe(float(probability))
-            decision_counter.labels(endpoint=endpoint, decision=decision).inc()
+        record_scores(endpoint, probabilities, decisions)
         self._record(endpoint, ctx, started, len(applicants), decisions.count("decline"))
         return [
             Score(
@@ -197,12 +181,12 @@ class CreditRiskService:
     @bentoml.api(route="/score", input_spec=ScoreRequest)
     def score(self, applicant: BaseModel, ctx: bentoml.Context) -> Score:
         """Score one applicant: probability of bad risk, decision, model version."""
-        return self._score("score", [applicant.model_dump()], ctx)[0]
+        return self._score("score", [vars(applicant)], ctx)[0]
 
     @bentoml.api(route="/score_batch", input_spec=BatchRequest)
     def score_batch(self, applicants: list[BaseModel], ctx: bentoml.Context) -> Scores:
         """Score up to serve.max_batch_size applicants in one request, in order."""
-        return Scores(scores=self._score("score_batch", [a.model_dump() for a in applicants], ctx))
+        return Scores(scores=self._score("score_batch", [vars(a) for a in applicants], ctx))
 
     @bentoml.api(route="/explain", input_spec=ScoreRequest)
     def explain(self, applicant: BaseModel, ctx: bentoml.Context) -> ScoreExplanation:
