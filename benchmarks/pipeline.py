@@ -70,8 +70,11 @@ def fresh_copy(into: Path) -> Path:
 
 
 def run_stages(workspace: Path) -> dict[str, Measure]:
-    """Run every stage once, in order, each measured on its own."""
-    return {stage: measure(workspace, "dvc", "repro", "--single-item", stage) for stage in STAGES}
+    """Run every stage once, in order, each measured on its own (forced: no cache reuse)."""
+    return {
+        stage: measure(workspace, "dvc", "repro", "--single-item", "--force", stage)
+        for stage in STAGES
+    }
 
 
 def use_synthetic(workspace: Path, rows: int) -> None:

@@ -412,11 +412,15 @@ def at_target(run: ServerRun) -> Measure:
 
 
 def best(runs: Sequence[ServerRun]) -> ServerRun:
-    """Error-free first, then within the p99 target, then most /score req/s, at 8 clients."""
+    """Error-free first, then the most /score req/s, at 8 clients.
 
-    def rank(run: ServerRun) -> tuple[bool, bool, float]:
+    Not the p99: over 1,000 requests it hangs on whether a worker's full garbage collection
+    fell within the measurement, more than on the configuration.
+    """
+
+    def rank(run: ServerRun) -> tuple[bool, float]:
         load = at_target(run)
-        return load.errors == 0, load.p99_ms < P99_MS, load.per_second
+        return load.errors == 0, load.per_second
 
     return max(runs, key=rank)
 
