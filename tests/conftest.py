@@ -89,6 +89,18 @@ def trained(german_split: tuple[pd.DataFrame, pd.DataFrame], params: Params) -> 
     return fit(german_split[0], params)
 
 
+@pytest.fixture(
+    scope="session", params=["logistic_regression", "random_forest", "hist_gradient_boosting"]
+)
+def each_model(
+    request: pytest.FixtureRequest, german_split: tuple[pd.DataFrame, pd.DataFrame], params: Params
+) -> tuple[Params, Pipeline]:
+    """Every model type the params offer, fitted on the shipped training split."""
+    train = params.train.model_copy(update={"model": request.param})
+    chosen = params.model_copy(update={"train": train})
+    return chosen, fit(german_split[0], chosen)
+
+
 @pytest.fixture(scope="session")
 def model_files(
     trained: Pipeline,

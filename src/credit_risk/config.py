@@ -6,6 +6,8 @@ of range. Every stage reads its settings from here and nothing else.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -62,23 +64,34 @@ class Synthetic(Strict):
 
     @model_validator(mode="after")
     def _shift_names_contract_columns(self) -> Synthetic:
-        specs = column_specs()
-        for name, shift in self.shift.items():
-            spec = specs.get(name)
-            if spec is None or name == TARGET:
-                raise ValueError(f"shift: {name!r} is not a feature; features: {feature_columns()}")
-            if isinstance(shift, NumericShift) and spec.kind != "numeric":
-                raise ValueError(f"shift.{name}: {name} is categorical; give 'weights'")
-            if isinstance(shift, CategoricalShift):
-                if spec.kind != "categorical":
-                    raise ValueError(f"shift.{name}: {name} is numeric; give 'add' and/or 'scale'")
-                allowed = {str(v) for v in spec.allowed or ()}
-                unknown = sorted(set(shift.weights) - allowed)
-                if unknown:
-                    raise ValueError(f"shift.{name}.weights: unknown categories {unknown}")
-                if sum(shift.weights.values()) <= 0:
-                    raise ValueError(f"shift.{name}.weights: at least one weight must be > 0")
+        check_shift(self.shift)
         return self
+
+
+def check_shift(shift: Mapping[str, object]) -> None:
+    """Each shift names a feature and suits its kind; a ValueError names the key otherwise."""
+    specs = column_specs()
+    for name, change in shift.items():
+        spec = specs.get(name)
+        if spec is None or name == TARGET:
+            raise ValueError(f"shift: {name!r} is not a feature; features: {feature_columns()}")
+        if isinstance(change, NumericShift):
+            if spec.kind != "numeric":
+                raise ValueError(f"shift.{name}: {name} is categorical; give 'weights'")
+            if not (math.isfinite(change.add) and math.isfinite(change.scale)):
+                raise ValueError(f"shift.{name}: add and scale must be finite")
+        elif isinstance(change, CategoricalShift):
+            if spec.kind != "categorical":
+                raise ValueError(f"shift.{name}: {name} is numeric; give 'add' and/or 'scale'")
+            unknown = sorted(set(change.weights) - {str(v) for v in spec.allowed or ()})
+            if unknown:
+                raise ValueError(f"shift.{name}.weights: unknown categories {unknown}")
+            weights = list(change.weights.values())
+            if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+                raise ValueError(f"shift.{name}.weights: finite, >= 0, and at least one > 0")
+        else:
+            kind = type(change).__name__
+            raise ValueError(f"shift.{name}: expected NumericShift or CategoricalShift, got {kind}")
 
 
 class Ingest(Strict):

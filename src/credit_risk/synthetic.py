@@ -29,10 +29,15 @@ import numpy as np
 import pandas as pd
 from pydantic import TypeAdapter, ValidationError
 
-from credit_risk.config import CategoricalShift, NumericShift, format_validation_error
+from credit_risk.config import (
+    CategoricalShift,
+    NumericShift,
+    check_shift,
+    format_validation_error,
+)
 from credit_risk.errors import ConfigError
 from credit_risk.files import write_with
-from credit_risk.schema import BAD, GOOD, TARGET, ColumnSpec, column_specs, feature_columns
+from credit_risk.schema import BAD, GOOD, TARGET, ColumnSpec, column_specs
 from credit_risk.stage import run
 
 log = logging.getLogger("credit_risk.synthetic")
@@ -130,7 +135,7 @@ def generate(rows: int, seed: int, shift: Mapping[str, Shift] | None = None) -> 
         raise ConfigError(f"seed must be a whole number >= 0 (got {seed!r})")
     specs = column_specs()
     shift = dict(shift or {})
-    _check_shift(shift, specs)
+    _check_shift(shift)
     rng = np.random.default_rng(seed)
     n = int(rows)
 
@@ -173,34 +178,12 @@ def generate(rows: int, seed: int, shift: Mapping[str, Shift] | None = None) -> 
     return pd.DataFrame({name: columns[name] for name in specs})
 
 
-def _check_shift(shift: Mapping[str, object], specs: Mapping[str, ColumnSpec]) -> None:
+def _check_shift(shift: Mapping[str, object]) -> None:
     """Reject what config.Synthetic rejects, for callers that bypass it."""
-    for name, change in shift.items():
-        spec = specs.get(name)
-        if spec is None or name == TARGET:
-            raise ConfigError(f"shift: {name!r} is not a feature; features: {feature_columns()}")
-        if isinstance(change, NumericShift):
-            if spec.kind != "numeric":
-                raise ConfigError(f"shift.{name}: {name} is categorical; give 'weights'")
-            if not (math.isfinite(change.add) and math.isfinite(change.scale) and change.scale > 0):
-                raise ConfigError(f"shift.{name}: add must be finite and scale finite and > 0")
-        elif isinstance(change, CategoricalShift):
-            if spec.kind != "categorical":
-                raise ConfigError(f"shift.{name}: {name} is numeric; give 'add' and/or 'scale'")
-            allowed = {str(v) for v in spec.allowed or ()}
-            unknown = sorted(set(change.weights) - allowed)
-            if unknown:
-                raise ConfigError(f"shift.{name}.weights: unknown categories {unknown}")
-            weights = list(change.weights.values())
-            if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
-                raise ConfigError(
-                    f"shift.{name}.weights: weights must be finite, >= 0, and one of them > 0"
-                )
-        else:
-            raise ConfigError(
-                f"shift.{name}: expected NumericShift or CategoricalShift, "
-                f"got {type(change).__name__}"
-            )
+    try:
+        check_shift(shift)
+    except ValueError as problem:
+        raise ConfigError(str(problem)) from None
 
 
 def _weights(spec: ColumnSpec, change: object) -> np.ndarray:

@@ -15,13 +15,9 @@ from credit_risk.tracking import MODEL_MD5_TAG, run_for_model, use_experiment
 from credit_risk.train import explain_background, fit, flat_params, log_run, model_info
 
 
-@pytest.mark.parametrize(
-    "model", ["logistic_regression", "random_forest", "hist_gradient_boosting"]
-)
-def test_every_model_type_fits_and_scores(german_split, params: Params, model: str) -> None:
-    train, test = german_split
-    chosen = params.model_copy(update={"train": params.train.model_copy(update={"model": model})})
-    pipeline = fit(train, chosen)
+def test_every_model_type_fits_and_scores(german_split, each_model) -> None:
+    _, test = german_split
+    chosen, pipeline = each_model
     scores = predict_bad_risk(pipeline, test[model_features(chosen.train)])
     assert scores.between(0, 1).all() and scores.nunique() > 10
 

@@ -12,16 +12,12 @@ from credit_risk.model import model_features
 from credit_risk.schema import bad_risk
 from credit_risk.serving.encoder import RowEncoder
 from credit_risk.serving.scorer import Scorer
-from credit_risk.train import explain_background, fit, model_info
+from credit_risk.train import explain_background, model_info
 
 
-@pytest.mark.parametrize(
-    "model", ["logistic_regression", "random_forest", "hist_gradient_boosting"]
-)
-def test_encoder_matches_the_pipeline(german_split, params: Params, model: str) -> None:
-    train, test = german_split
-    chosen = params.model_copy(update={"train": params.train.model_copy(update={"model": model})})
-    pipeline = fit(train, chosen)
+def test_encoder_matches_the_pipeline(german_split, each_model) -> None:
+    _, test = german_split
+    chosen, pipeline = each_model
     encoder = RowEncoder.from_pipeline(pipeline)
     assert encoder is not None
     features = model_features(chosen.train)
