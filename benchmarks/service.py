@@ -35,6 +35,7 @@ import itertools
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import statistics
@@ -74,7 +75,7 @@ SCORED_BY = re.compile(rb'\[entry_service:[^\]]*:(\d+)\] \{"event": "score')
 READY_TIMEOUT, STOP_TIMEOUT, POLL_SECONDS = 120.0, 10.0, 0.05
 COLD_START_S, P99_MS, VS_MLFLOW, VS_IN_PROCESS = 10.0, 50.0, 2.0, 0.5
 TARGET_CLIENTS = 8  # where latency and the MLflow ratio are judged, and the best config chosen
-BUSY_LOAD = 0.5  # a load average above this before the run means other work shares the CPUs
+NOISY = 0.05  # other processes taking more than this share of the CPUs make figures noisy
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,14 @@ class ServerRun:
     all_ready_seconds: float | None = None  # start to every worker's model loaded (BentoML)
     score: list[Measure] = field(default_factory=list)
     batches: dict[int, list[Measure]] = field(default_factory=dict)
+
+
+def cpu_clock() -> tuple[float, float]:
+    """CPU seconds the machine has been busy, and those this process and its children used."""
+    machine = psutil.cpu_times()
+    busy = machine.user + machine.nice + machine.system + machine.irq + machine.softirq
+    own = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return busy, sum(usage.ru_utime + usage.ru_stime for usage in own)
 
 
 def note(message: str) -> None:
@@ -607,7 +616,9 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     params = load_params()
     args = parse_args(params)
-    busy = os.getloadavg()[0]
+    # The code the servers import, as it is when the run starts.
+    commit, dirty = git_commit(), git_dirty()
+    started, (busy, own) = time.perf_counter(), cpu_clock()
     paths = params.paths
     rows = applicants(paths.test)
     scorer = Scorer.load(ModelFiles(paths.model, paths.model_info, paths.background))
@@ -618,12 +629,16 @@ def main() -> None:
     tag, run_id, client, runs, peer = measure_servers(
         args, params, request_bodies(rows, scorer.features), expected
     )
+    # Servers are stopped and waited for by now, so their CPU counts among this process's own.
+    busy_after, own_after = cpu_clock()
+    cpus = os.cpu_count() or 1
+    other = (busy_after - busy - own_after + own) / ((time.perf_counter() - started) * cpus)
 
-    code = f"{git_commit()[:12]}{' with uncommitted changes' if git_dirty() else ''}"
+    code = f"{commit[:12]}{' with uncommitted changes' if dirty else ''}"
     print(f"\nService benchmark: code {code}, model {tag} (MLflow run {run_id})")
     print(f"{len(rows)} held-out applicants, cycled; loopback; ", end="")
-    print(f"{os.cpu_count()} CPUs, load average {busy:.2f} before the run", end="")
-    print(" (other work was running: figures are noisy)" if busy > BUSY_LOAD else "")
+    print(f"other processes used {max(other, 0):.0%} of the {cpus} CPUs", end="")
+    print(" (figures are noisy)" if other > NOISY else "")
     print(f"load generator: {client}; closed loop, warm-up not counted")
     print_in_process(local)
     print_cold_start(runs, peer)
@@ -636,9 +651,9 @@ def main() -> None:
         RESULTS,
         {
             "load_generator": client,
-            "cpus": os.cpu_count(),
-            "load_average_before": busy,
-            "code": {"commit": git_commit(), "dirty": git_dirty()},
+            "cpus": cpus,
+            "other_processes_cpu_share": round(other, 3),
+            "code": {"commit": commit, "dirty": dirty},
             "model_tag": tag,
             "mlflow_run_id": run_id,
             "applicants": len(rows),
