@@ -19,3 +19,10 @@ def run(stage: str, main: Callable[[], object]) -> None:
     except CreditRiskError as exc:
         print(f"error: {stage} stage failed: {exc}", file=sys.stderr)
         sys.exit(1)
+    except FileNotFoundError as exc:
+        # An input an earlier stage writes is missing: say which, not a traceback.
+        missing = exc.filename or exc
+        print(
+            f"error: {stage} stage failed: {missing} not found (run `dvc repro`)", file=sys.stderr
+        )
+        sys.exit(1)
