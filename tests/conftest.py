@@ -113,7 +113,7 @@ def model_files(
     files = ModelFiles.in_folder(folder)
     train = german_split[0]
     joblib.dump(trained, files.model)
-    write_json(files.info, model_info(trained, params, len(train), "test-data-md5"))
+    write_json(files.info, model_info(params, len(train), "test-data-md5"))
     explain_background(train, params).to_parquet(files.background, index=False)
     return files
 

@@ -20,6 +20,8 @@ from credit_risk.schema import TARGET, column_specs, feature_columns
 DEFAULT_PARAMS = Path("params.yaml")
 
 Probability = Annotated[float, Field(gt=0.0, lt=1.0)]
+MAX_SYNTHETIC_ROWS = 50_000_000  # generated in memory: about 0.3 GB per million rows
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # what numpy and scikit-learn accept
 
 
 class Strict(BaseModel):
@@ -58,8 +60,8 @@ class CategoricalShift(Strict):
 
 
 class Synthetic(Strict):
-    rows: Annotated[int, Field(ge=50, le=50_000_000)]
-    seed: int
+    rows: Annotated[int, Field(ge=50, le=MAX_SYNTHETIC_ROWS)]
+    seed: Seed
     shift: dict[str, NumericShift | CategoricalShift] = {}
 
     @model_validator(mode="after")
@@ -106,7 +108,7 @@ class Validate(Strict):
 
 class Split(Strict):
     test_size: Probability
-    seed: int
+    seed: Seed
 
 
 class LogisticRegressionParams(Strict):
@@ -136,7 +138,7 @@ ModelType = Literal["logistic_regression", "random_forest", "hist_gradient_boost
 
 class Train(Strict):
     model: ModelType
-    seed: int
+    seed: Seed
     decision_threshold: Probability
     drop_features: list[str]
     explain_background_rows: Annotated[int, Field(ge=1, le=1000)]
@@ -164,7 +166,7 @@ class Evaluate(Strict):
     protected_attributes: dict[str, list[int] | None]
     importance_repeats: Annotated[int, Field(ge=1, le=100)]
     importance_max_rows: Annotated[int, Field(ge=50)]
-    seed: int
+    seed: Seed
 
     @field_validator("protected_attributes")
     @classmethod

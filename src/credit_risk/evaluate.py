@@ -112,7 +112,9 @@ def log_to_mlflow(results: dict[str, Any], params: Params, model_md5: str, figur
     if trained is None:
         log.warning("no MLflow run in this store trained this model; logging to a new run")
     run_id = trained.info.run_id if trained else None
-    with mlflow.start_run(run_id=run_id, experiment_id=experiment_id, run_name="evaluate"):
+    # Resuming a run with a run_name would rename it: name only a run started here.
+    name = None if run_id else "evaluate"
+    with mlflow.start_run(run_id=run_id, experiment_id=experiment_id, run_name=name):
         mlflow.set_tag(MODEL_MD5_TAG, model_md5)
         mlflow.log_metrics({f"test_{k}": v for k, v in results["metrics"].items()})
         for attribute, report in results["fairness"].items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +23,12 @@ def split(frame: pd.DataFrame, config: Split) -> tuple[pd.DataFrame, pd.DataFram
     labels = bad_risk(frame)
     if labels.value_counts().min() < 2:
         raise DataError("each outcome needs at least two rows to stratify the split")
+    test_rows = math.ceil(len(frame) * config.test_size)
+    if min(test_rows, len(frame) - test_rows) < labels.nunique():
+        raise DataError(
+            f"split.test_size {config.test_size} leaves {test_rows} of {len(frame)} rows for "
+            "testing: both parts need a row of each outcome"
+        )
     train, test = train_test_split(
         frame, test_size=config.test_size, random_state=config.seed, stratify=labels
     )

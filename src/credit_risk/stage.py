@@ -19,10 +19,11 @@ def run(stage: str, main: Callable[[], object]) -> None:
     except CreditRiskError as exc:
         print(f"error: {stage} stage failed: {exc}", file=sys.stderr)
         sys.exit(1)
-    except FileNotFoundError as exc:
-        # An input an earlier stage writes is missing: say which, not a traceback.
-        missing = exc.filename or exc
-        print(
-            f"error: {stage} stage failed: {missing} not found (run `dvc repro`)", file=sys.stderr
-        )
+    except OSError as exc:
+        # A missing input, an unwritable target, a full disk: name the path, not a traceback.
+        where = exc.filename2 or exc.filename
+        hint = " (the stage that writes it has not run: `dvc repro`)"
+        missing = isinstance(exc, FileNotFoundError) and not str(where).endswith(".tmp")
+        message = f"{where}: {exc.strerror or exc}{hint if missing else ''}"
+        print(f"error: {stage} stage failed: {message}", file=sys.stderr)
         sys.exit(1)

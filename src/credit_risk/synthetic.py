@@ -18,18 +18,20 @@ Command line::
 from __future__ import annotations
 
 import argparse
+import gzip
+import io
 import json
 import logging
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import TypeAdapter, ValidationError
 
 from credit_risk.config import (
+    MAX_SYNTHETIC_ROWS,
     CategoricalShift,
     NumericShift,
     check_shift,
@@ -251,8 +253,27 @@ def parse_shift(text: str) -> dict[str, Shift]:
 
 def write_csv(frame: pd.DataFrame, out: Path) -> None:
     """Write ``frame`` as CSV without the index, atomically (gzip if ``out`` ends in .gz)."""
-    compression: Literal["gzip"] | None = "gzip" if out.suffix == ".gz" else None
-    write_with(out, lambda tmp: frame.to_csv(tmp, index=False, compression=compression))
+
+    def write(tmp: Path) -> None:
+        if out.suffix != ".gz":
+            frame.to_csv(tmp, index=False)
+            return
+        # No file name or time in the gzip header: the same seed gives the same bytes.
+        with (
+            tmp.open("wb") as raw,
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped,
+            io.TextIOWrapper(zipped, encoding="utf-8", newline="") as text,
+        ):
+            frame.to_csv(text, index=False)
+
+    write_with(out, write)
+
+
+def _row_count(text: str) -> int:
+    rows = int(text)
+    if not 1 <= rows <= MAX_SYNTHETIC_ROWS:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_SYNTHETIC_ROWS:,}")
+    return rows
 
 
 def _arguments() -> argparse.Namespace:
@@ -260,7 +281,7 @@ def _arguments() -> argparse.Namespace:
         prog="python -m credit_risk.synthetic",
         description="Write seeded synthetic applicant data (the contract's columns) as CSV.",
     )
-    parser.add_argument("--rows", type=int, required=True, help="number of applicants")
+    parser.add_argument("--rows", type=_row_count, required=True, help="number of applicants")
     parser.add_argument("--seed", type=int, required=True, help="random seed")
     parser.add_argument("--out", type=Path, required=True, help="CSV file to write")
     parser.add_argument(

@@ -33,7 +33,7 @@ from credit_risk.tracking import MODEL_MD5_TAG, use_experiment
 log = logging.getLogger(__name__)
 
 INPUT_EXAMPLE_ROWS = 5
-SERVING_ARTIFACTS = "serving"
+SERVING_ARTIFACTS = "serving"  # model.json and the background, for serving a registry version
 SERVING_PACKAGES = ("scikit-learn", "numpy", "pandas", "scipy", "cloudpickle")
 
 
@@ -47,7 +47,7 @@ def fit(frame: pd.DataFrame, params: Params) -> Pipeline:
     return pipeline
 
 
-def model_info(pipeline: Pipeline, params: Params, rows: int, train_md5: str) -> dict[str, Any]:
+def model_info(params: Params, rows: int, train_md5: str) -> dict[str, Any]:
     """What travels with the model file: enough to use it correctly and to trace it."""
     return {
         "model_type": params.train.model,
@@ -130,7 +130,7 @@ def main() -> None:
     pipeline = fit(frame, params)
     background = explain_background(frame, params)
     write_with(paths.model, lambda tmp: joblib.dump(pipeline, tmp))
-    write_json(paths.model_info, model_info(pipeline, params, len(frame), md5(paths.train)))
+    write_json(paths.model_info, model_info(params, len(frame), md5(paths.train)))
     write_with(paths.background, lambda tmp: background.to_parquet(tmp, index=False))
     run_id = log_run(pipeline, frame, params, paths.model)
     log.info("trained %s on %d rows; MLflow run %s", params.train.model, len(frame), run_id)

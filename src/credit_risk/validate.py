@@ -67,7 +67,10 @@ def read_csv(path: Path) -> pd.DataFrame:
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty (expected a CSV with a header row)")
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=True, encoding="utf-8")
+        # Blank lines stay rows (all values missing, so reported), keeping line numbers right.
+        return pd.read_csv(
+            path, dtype=str, keep_default_na=True, encoding="utf-8", skip_blank_lines=False
+        )
     except UnicodeDecodeError as exc:
         raise DataError(
             f"{path}: not UTF-8 text (undecodable byte at offset {exc.start}); is it a CSV?"

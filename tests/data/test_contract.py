@@ -138,3 +138,13 @@ def test_examples_are_capped(german_csv: Path, tmp_path: Path) -> None:
 def test_feature_columns_exclude_the_target() -> None:
     assert "risk" not in feature_columns()
     assert set(feature_columns()) | {"risk"} == set(column_specs())
+
+
+def test_line_numbers_survive_blank_lines(german_csv: Path, tmp_path: Path) -> None:
+    lines = german_csv.read_text().splitlines()
+    lines.insert(3, "")  # a blank line 4: the row below it is now line 5
+    lines[4] = lines[4].rsplit(",", 1)[0] + ",150"
+    german_csv.write_text("\n".join(lines) + "\n")
+    message, _ = problems_for(german_csv, tmp_path)
+    assert "column 'age': less_than_or_equal_to(100) fails for 1 row, e.g. line 5: '150'" in message
+    assert "line 4: None" in message  # the blank line itself is a row of missing values

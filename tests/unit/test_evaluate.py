@@ -65,7 +65,7 @@ def test_group_with_one_outcome_has_no_auc() -> None:
 
 def test_evaluate_covers_every_output(trained, german_split, params: Params) -> None:
     _, test = german_split
-    info = model_info(trained, params, rows=750, train_md5="x")
+    info = model_info(params, rows=750, train_md5="x")
     results = evaluate(trained, info, test, params)
     assert set(results["metrics"]) == METRICS
     assert set(results["fairness"]) == {"sex", "age_band"}

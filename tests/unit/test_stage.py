@@ -25,7 +25,15 @@ def test_a_known_error_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]
 def test_a_missing_input_names_the_file(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         run("split", lambda: Path("data/nowhere.parquet").read_bytes())
-    assert "data/nowhere.parquet not found (run `dvc repro`)" in capsys.readouterr().err
+    message = capsys.readouterr().err
+    assert "data/nowhere.parquet: No such file or directory" in message
+    assert "`dvc repro`" in message
+
+
+def test_an_unwritable_target_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        run("ingest", lambda: tmp_path.write_text("a directory is not a file"))
+    assert f"{tmp_path}: Is a directory" in capsys.readouterr().err
 
 
 def test_a_bug_still_shows_its_traceback() -> None:

@@ -42,7 +42,7 @@ def test_single_outcome_cannot_be_trained(german: pd.DataFrame, params: Params) 
 
 
 def test_model_info_travels_with_the_model(trained, params: Params) -> None:
-    info = model_info(trained, params, rows=750, train_md5="abc")
+    info = model_info(params, rows=750, train_md5="abc")
     assert info["decision_threshold"] == params.train.decision_threshold
     assert info["features"] == model_features(params.train)
     assert info["training_data_md5"] == "abc"
@@ -61,7 +61,7 @@ def test_run_is_logged_with_lineage(trained, german_split, params: Params, tmp_p
     model_file = tmp_path / "model.joblib"
     joblib.dump(trained, model_file)
     info_file, background_file = tmp_path / "model.json", tmp_path / "background.parquet"
-    write_json(info_file, model_info(trained, params, len(train), md5(train_file)))
+    write_json(info_file, model_info(params, len(train), md5(train_file)))
     explain_background(train, params).to_parquet(background_file)
     paths = params.paths.model_copy(
         update={"train": train_file, "model_info": info_file, "background": background_file}

@@ -10,14 +10,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from credit_risk.schema import EXAMPLE_APPLICANT, ColumnSpec, column_specs, feature_columns
 
 STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
 
+def _integer_only(value: Any) -> Any:
+    # A Literal of integers would take true for 1 and 2.0 for 2, even in strict mode.
+    if type(value) is not int:
+        raise ValueError(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
 def _field_type(spec: ColumnSpec) -> Any:
+    if spec.allowed is not None and spec.python_type is int:
+        return Annotated[Literal[spec.allowed], BeforeValidator(_integer_only)]
     if spec.allowed is not None:
         return Literal[spec.allowed]
     if spec.python_type is int:

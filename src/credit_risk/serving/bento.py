@@ -35,6 +35,8 @@ def pinned_model(bento_tag: str) -> str:
         info = bentoml.get(bento_tag).info
     except bentoml.exceptions.NotFound:
         raise CreditRiskError(f"no bento {bento_tag} in the local store (bentoml list)") from None
+    except ValueError as problem:  # not even the shape of a tag
+        raise CreditRiskError(f"{bento_tag!r} is not a bento tag: {problem}") from None
     models = [model.tag for service in info.services for model in service.models]
     if len(models) != 1:
         raise CreditRiskError(f"bento {bento_tag} pins {len(models)} models, expected one")
@@ -58,7 +60,7 @@ def main() -> None:
     params = load_params()
     if args.registered_model:
         stored = import_from_registry(params, args.registered_model, args.alias, args.version)
-    elif args.alias or args.version:
+    elif args.alias is not None or args.version is not None:
         parser.error("--alias/--version go with --registered-model")
     else:
         stored = import_from_pipeline(params)

@@ -1,8 +1,9 @@
 """Put a trained model into BentoML's model store, from the pipeline or the MLflow registry.
 
 A stored model holds the three files a Scorer needs and, in its metadata, where it came from
-(MLflow run, registry version, git commit, data hash). Its version is the first 16 hex digits of
-the model file's MD5, so importing the same model twice gives the same tag.
+(MLflow run, registry version, git commit, data hash). Its version is derived from the content
+of all three files, so importing the same model twice gives the same tag, and a changed decision
+threshold or background gives a new one.
 
     python -m credit_risk.serving.model_store --from-pipeline
     python -m credit_risk.serving.model_store --registered-model credit-risk --alias production
@@ -14,6 +15,7 @@ Each prints the tag of the stored model (for example ``credit-risk:0f3a...``).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import tempfile
@@ -32,8 +34,7 @@ from credit_risk.lineage import git_commit
 from credit_risk.serving.scorer import BACKGROUND_FILE, INFO_FILE, MODEL_FILE, ModelFiles
 from credit_risk.stage import run
 from credit_risk.tracking import run_for_model, use_experiment
-
-SERVING_ARTIFACTS = "serving"  # the train stage logs model.json and the background here
+from credit_risk.train import SERVING_ARTIFACTS
 
 
 def registry_uri(name: str, alias: str | None = None, version: int | None = None) -> str:
@@ -47,17 +48,26 @@ def registry_uri(name: str, alias: str | None = None, version: int | None = None
     return f"models:/{name}/{version}"
 
 
+def content_version(files: ModelFiles) -> str:
+    """16 hex digits that change whenever the model, its settings or its background change."""
+    digests = "".join(md5(path) for path in (files.model, files.info, files.background))
+    return hashlib.sha256(digests.encode()).hexdigest()[:16]
+
+
 def store(name: str, files: ModelFiles, metadata: dict[str, Any]) -> bentoml.Model:
     """Copy the model files into the store under a content-derived tag (idempotent)."""
     for path in (files.model, files.info, files.background):
         if not path.is_file():
             raise CreditRiskError(f"{path} not found (run `make repro` to train the model)")
-    tag = bentoml.Tag(name, md5(files.model)[:16])
+    tag = bentoml.Tag(name, content_version(files))
     try:
         return bentoml.models.get(tag)
     except bentoml.exceptions.NotFound:
         pass
-    info = json.loads(files.info.read_text(encoding="utf-8"))
+    try:
+        info = json.loads(files.info.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as problem:
+        raise CreditRiskError(f"{files.info} is not valid JSON: {problem}") from None
     labels = {"source": str(metadata["source"]), "model_type": str(info["model_type"])}
     full = {**metadata, "model_md5": md5(files.model), **_info_metadata(info)}
     with bentoml.models.create(tag, labels=labels, metadata=full) as model:
@@ -79,7 +89,13 @@ def import_from_pipeline(params: Params) -> bentoml.Model:
     """Store the pipeline's current model, with the MLflow run that trained it if known."""
     paths = params.paths
     files = ModelFiles(paths.model, paths.model_info, paths.background)
-    metadata: dict[str, Any] = {"source": "pipeline", "git_commit": git_commit()}
+    # Without the training run, the commit that trained the file is unknown (it may have come
+    # from `dvc pull`); the commit checked out at import is recorded as just that.
+    metadata: dict[str, Any] = {
+        "source": "pipeline",
+        "git_commit": "unknown",
+        "git_commit_at_import": git_commit(),
+    }
     if paths.model.is_file():
         trained = run_for_model(use_experiment(params.tracking.experiment), md5(paths.model))
         if trained is not None:
@@ -139,7 +155,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params()
     if args.from_pipeline:
-        if args.alias or args.version:
+        if args.alias is not None or args.version is not None:
             parser.error("--alias/--version go with --registered-model")
         model = import_from_pipeline(params)
     else:

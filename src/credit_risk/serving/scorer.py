@@ -42,7 +42,6 @@ class Scorer:
         self.pipeline = pipeline
         self.features: list[str] = list(info["features"])
         self.threshold = float(info["decision_threshold"])
-        self.info = info
         self.positive = list(pipeline.classes_).index(1)
         self.explainer = ShapleyExplainer(pipeline, background, self.features)
         self.encoder = RowEncoder.from_pipeline(pipeline)

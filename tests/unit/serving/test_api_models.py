@@ -40,7 +40,9 @@ def test_fields_follow_the_contract() -> None:
         ({"age": 30.5}, "age", "int_type"),
         ({"age": None}, "age", "int_type"),
         ({"housing": "castle"}, "housing", "literal_error"),
-        ({"job": "2"}, "job", "literal_error"),
+        ({"job": "2"}, "job", "value_error"),
+        ({"job": True}, "job", "value_error"),
+        ({"job": 2.0}, "job", "value_error"),
         ({"income": 1}, "income", "extra_forbidden"),
     ],
 )

@@ -42,7 +42,7 @@ def test_other_preprocessing_falls_back_to_the_pipeline(german_split, params: Pa
         ]
     ).fit(train[numeric], bad_risk(train))
     assert RowEncoder.from_pipeline(pipeline) is None
-    info = model_info(pipeline, params, len(train), "x") | {"features": numeric}
+    info = model_info(params, len(train), "x") | {"features": numeric}
     scorer = Scorer(pipeline, info, explain_background(train, params)[numeric])
     rows = test[numeric].head(10).to_dict("records")
     np.testing.assert_allclose(

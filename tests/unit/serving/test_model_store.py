@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import bentoml
@@ -9,17 +10,30 @@ import pytest
 
 from credit_risk.config import Params
 from credit_risk.errors import ConfigError, CreditRiskError
-from credit_risk.files import md5
-from credit_risk.serving.model_store import import_from_registry, registry_uri, store
+from credit_risk.serving.model_store import (
+    content_version,
+    import_from_registry,
+    registry_uri,
+    store,
+)
 from credit_risk.serving.scorer import ModelFiles, Scorer
 from credit_risk.train import log_run
 
 
-def test_tag_is_derived_from_the_model_file(model_tag: str, model_files: ModelFiles) -> None:
-    assert model_tag == f"credit-risk:{md5(model_files.model)[:16]}"
+def test_tag_is_derived_from_the_model_files(model_tag: str, model_files: ModelFiles) -> None:
+    assert model_tag == f"credit-risk:{content_version(model_files)}"
     stored = bentoml.models.get(model_tag)
     assert stored.info.metadata["decision_threshold"] == 0.5
     assert stored.info.labels == {"source": "test", "model_type": "logistic_regression"}
+
+
+def test_a_changed_threshold_is_a_new_version(model_files: ModelFiles, tmp_path) -> None:
+    changed = ModelFiles(model_files.model, tmp_path / "model.json", model_files.background)
+    info = json.loads(model_files.info.read_text()) | {"decision_threshold": 0.3}
+    changed.info.write_text(json.dumps(info))
+    assert content_version(changed) != content_version(model_files)
+    stored = store("credit-risk", changed, {"source": "test"})
+    assert stored.info.metadata["decision_threshold"] == 0.3
 
 
 def test_storing_again_is_a_no_op(model_tag: str, model_files: ModelFiles, params: Params) -> None:
