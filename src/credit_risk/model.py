@@ -55,8 +55,12 @@ def build_pipeline(config: Train) -> Pipeline:
     return Pipeline([("preprocess", preprocess), ("classifier", _classifier(config))])
 
 
+def bad_risk_column(pipeline: Pipeline) -> int:
+    """Which column of predict_proba holds the probability of bad risk (label 1)."""
+    return list(pipeline.classes_).index(1)
+
+
 def predict_bad_risk(pipeline: Pipeline, frame: pd.DataFrame) -> pd.Series:
     """Probability of a bad credit risk for each row of ``frame``."""
-    classes = list(pipeline.classes_)
-    proba = pipeline.predict_proba(frame)[:, classes.index(1)]
+    proba = pipeline.predict_proba(frame)[:, bad_risk_column(pipeline)]
     return pd.Series(proba, index=frame.index, name="bad_risk_probability")
