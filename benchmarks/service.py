@@ -8,7 +8,8 @@ In one run, on loopback, with one model (the pipeline's models/model.joblib):
    p50/p95/p99 latency, errors, and how the requests spread over the workers (target: p99
    < 50 ms at 8 clients);
 3. POST /score_batch with 100 and 1,000 applicants per request: rows/s and latency;
-4. predict_proba of the same pipeline in this process, on 1, 100 and 1,000 rows: the limit;
+4. predict_proba of the same pipeline in this process, on 1, 100 and 1,000 rows (the limit),
+   and the service's own scoring path (Scorer.score) on the same rows;
 5. `mlflow models serve` of the MLflow run that logged this model, one row per request, at the
    same concurrency levels, with as many worker processes as the BentoML service;
 6. ratios: BentoML /score req/s over MLflow's (target >= 2x at 8 clients), and /score_batch
@@ -19,8 +20,9 @@ own process group, on a free 127.0.0.1 port, with a throw-away BentoML store; it
 applicant must equal this process's, it is warmed up before it is measured, and it is stopped
 when the run ends, also on Ctrl-C. Load comes from wrk when it is installed, else from a Python
 client (_load.py); the output names it and the share of a core it used, beside the CPU the server
-used per request. --workers and --threads repeat the BentoML measurements per combination
-(default: params.yaml's serve section, which is read, never written).
+used per request, and the share of the CPUs that other processes took during the run (the
+figures are only as good as the machine is quiet). --workers and --threads repeat the BentoML
+measurements per combination (default: params.yaml's serve section, read and never written).
 
     python benchmarks/service.py [--requests 1000] [--workers 1 2 --threads 1 4 8]
 

@@ -21,15 +21,15 @@ def git_commit() -> str:
     return _git("rev-parse", "HEAD") or "unknown"
 
 
-def git_dirty() -> bool:
-    """True when tracked files differ from the commit (the run is not reproducible from it)."""
+def git_dirty() -> str:
+    """ "true" when tracked files differ from the commit, "unknown" outside a git repository."""
     status = _git("status", "--porcelain", "--untracked-files=no")
-    return bool(status)
+    return "unknown" if status is None else str(bool(status)).lower()
 
 
 def lineage_tags(data: dict[str, Path]) -> dict[str, str]:
     """Tags that tie a run to its code and to the DVC hashes of its input files."""
-    tags = {"lineage.git_commit": git_commit(), "lineage.git_dirty": str(git_dirty()).lower()}
+    tags = {"lineage.git_commit": git_commit(), "lineage.git_dirty": git_dirty()}
     for name, path in data.items():
         tags[f"lineage.{name}_md5"] = md5(path)
     return tags

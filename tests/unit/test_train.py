@@ -93,3 +93,15 @@ def test_explain_background_is_a_seeded_sample(german_split, params: Params) -> 
     pd.testing.assert_frame_equal(first, again)
     assert len(first) == params.train.explain_background_rows
     assert list(first.columns) == model_features(params.train)
+
+
+def test_lineage_outside_git_says_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from credit_risk.lineage import lineage_tags
+
+    data = tmp_path / "train.parquet"
+    data.write_bytes(b"rows")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    tags = lineage_tags({"train_data": data})
+    assert tags["lineage.git_commit"] == "unknown" and tags["lineage.git_dirty"] == "unknown"
+    assert tags["lineage.train_data_md5"] == md5(data)
