@@ -9,6 +9,7 @@ of params.yaml (path in CREDIT_RISK_PARAMS, default ./params.yaml).
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -126,6 +127,10 @@ class CreditRiskService:
             return
         finally:
             self._attempted.set()
+        # Move everything loaded so far out of the collector's reach: full collections over the
+        # libraries' objects paused requests for ~400 ms; frozen, they take ~30 ms.
+        gc.collect()
+        gc.freeze()
         seconds = round(time.perf_counter() - started, 3)
         log.info(json.dumps({"event": "ready", "model": MODEL_TAG, "load_seconds": seconds}))
 
