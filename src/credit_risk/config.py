@@ -9,13 +9,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
 
-from credit_risk.errors import ConfigError
-from credit_risk.schema import TARGET, column_specs, feature_columns
+from credit_risk.errors import ConfigError, format_validation_error
+from credit_risk.schema import column_specs, feature_columns, target_column
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -75,7 +77,7 @@ def check_shift(shift: Mapping[str, object]) -> None:
     specs = column_specs()
     for name, change in shift.items():
         spec = specs.get(name)
-        if spec is None or name == TARGET:
+        if spec is None or name == target_column():
             raise ValueError(f"shift: {name!r} is not a feature; features: {feature_columns()}")
         if isinstance(change, NumericShift):
             if spec.kind != "numeric":
@@ -111,13 +113,21 @@ class Split(Strict):
     seed: Seed
 
 
-class LogisticRegressionParams(Strict):
+class ModelParams(Strict):
+    """Hyper-parameters of one model type; ``estimator`` is the scikit-learn class they build."""
+
+    estimator: ClassVar[type]
+
+
+class LogisticRegressionParams(ModelParams):
+    estimator = LogisticRegression
     C: Annotated[float, Field(gt=0.0)]
     class_weight: Literal["balanced"] | None
     max_iter: Annotated[int, Field(ge=10)]
 
 
-class RandomForestParams(Strict):
+class RandomForestParams(ModelParams):
+    estimator = RandomForestClassifier
     n_estimators: Annotated[int, Field(ge=1)]
     max_depth: Annotated[int, Field(ge=1)] | None
     min_samples_leaf: Annotated[int, Field(ge=1)]
@@ -125,7 +135,8 @@ class RandomForestParams(Strict):
     n_jobs: int
 
 
-class HistGradientBoostingParams(Strict):
+class HistGradientBoostingParams(ModelParams):
+    estimator = HistGradientBoostingClassifier
     learning_rate: Annotated[float, Field(gt=0.0, le=1.0)]
     max_iter: Annotated[int, Field(ge=1)]
     max_leaf_nodes: Annotated[int, Field(ge=2)]
@@ -133,11 +144,10 @@ class HistGradientBoostingParams(Strict):
     class_weight: Literal["balanced"] | None
 
 
-ModelType = Literal["logistic_regression", "random_forest", "hist_gradient_boosting"]
-
-
 class Train(Strict):
-    model: ModelType
+    """The model type is the name of one of the sections below: they are the list of types."""
+
+    model: str
     seed: Seed
     decision_threshold: Probability
     drop_features: list[str]
@@ -145,6 +155,13 @@ class Train(Strict):
     logistic_regression: LogisticRegressionParams
     random_forest: RandomForestParams
     hist_gradient_boosting: HistGradientBoostingParams
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        if value not in MODEL_TYPES:
+            raise ValueError(f"unknown model type {value!r}; one of {list(MODEL_TYPES)}")
+        return value
 
     @field_validator("drop_features")
     @classmethod
@@ -156,24 +173,39 @@ class Train(Strict):
             raise ValueError("drops every feature; at least one must remain")
         return value
 
-    def model_params(self) -> dict[str, object]:
+    def model_params(self) -> dict[str, Any]:
         """The hyper-parameters of the chosen model type."""
-        chosen: Strict = getattr(self, self.model)
-        return chosen.model_dump()
+        return self.chosen().model_dump()
+
+    def chosen(self) -> ModelParams:
+        """The settings section of the chosen model type."""
+        chosen: ModelParams = getattr(self, self.model)
+        return chosen
+
+
+# Every model type a run can choose: the ModelParams sections of Train, in declaration order.
+MODEL_TYPES: tuple[str, ...] = tuple(
+    name
+    for name, field in Train.model_fields.items()
+    if isinstance(field.annotation, type) and issubclass(field.annotation, ModelParams)
+)
+
+
+BandEdges = list[int | float] | None  # numeric band edges, or None to group by value
 
 
 class Evaluate(Strict):
-    protected_attributes: dict[str, list[int] | None]
+    protected_attributes: dict[str, BandEdges]
     importance_repeats: Annotated[int, Field(ge=1, le=100)]
     importance_max_rows: Annotated[int, Field(ge=50)]
     seed: Seed
 
     @field_validator("protected_attributes")
     @classmethod
-    def _known_columns(cls, value: dict[str, list[int] | None]) -> dict[str, list[int] | None]:
+    def _known_columns(cls, value: dict[str, BandEdges]) -> dict[str, BandEdges]:
         specs = column_specs()
         for name, edges in value.items():
-            if name not in specs or name == TARGET:
+            if name not in specs or name == target_column():
                 raise ValueError(f"{name!r} is not a feature; features: {feature_columns()}")
             if edges is not None:
                 if specs[name].kind != "numeric":
@@ -181,6 +213,12 @@ class Evaluate(Strict):
                 if not edges or sorted(set(edges)) != edges:
                     raise ValueError(f"{name}: band edges must be strictly increasing")
         return value
+
+
+class Gate(Strict):
+    """What a model must reach before it may ship (rules are checked where the model is judged)."""
+
+    min_roc_auc: Annotated[float, Field(ge=0.5, le=1.0)]
 
 
 class Tracking(Strict):
@@ -203,6 +241,7 @@ class Params(Strict):
     split: Split
     train: Train
     evaluate: Evaluate
+    gate: Gate
     tracking: Tracking
     serve: Serve
 
@@ -221,18 +260,3 @@ def load_params(path: Path = DEFAULT_PARAMS) -> Params:
         return Params.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{path}: invalid parameters\n{format_validation_error(exc)}") from None
-
-
-def format_validation_error(exc: ValidationError) -> str:
-    """One line per problem: the dotted key, what is wrong, and the value given."""
-    lines = []
-    for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        message = error["msg"]
-        if error["type"] == "extra_forbidden":
-            message = "unknown key (misspelled, or not used by this version)"
-        given = (
-            "" if error["type"] in {"missing", "extra_forbidden"} else f" (got {error['input']!r})"
-        )
-        lines.append(f"  - {key}: {message}{given}")
-    return "\n".join(lines)

@@ -32,8 +32,8 @@ from credit_risk.config import Evaluate, Params, load_params
 from credit_risk.errors import DataError
 from credit_risk.fairness import group_report, groups_of
 from credit_risk.files import md5, write_json
-from credit_risk.model import predict_bad_risk
-from credit_risk.schema import bad_risk
+from credit_risk.model import predict_positive
+from credit_risk.schema import positive_labels
 from credit_risk.stage import run
 from credit_risk.tracking import MODEL_MD5_TAG, run_for_model, use_experiment
 
@@ -69,7 +69,7 @@ def feature_importance(
     result = permutation_importance(
         pipeline,
         sample[features],
-        bad_risk(sample),
+        positive_labels(sample),
         scoring="roc_auc",
         n_repeats=config.importance_repeats,
         random_state=config.seed,
@@ -90,8 +90,8 @@ def evaluate(
     """Every evaluation result for the held-out ``frame``, ready to be written."""
     features: list[str] = info["features"]
     threshold: float = info["decision_threshold"]
-    labels = bad_risk(frame)
-    scores = predict_bad_risk(pipeline, frame[features])
+    labels = positive_labels(frame)
+    scores = predict_positive(pipeline, frame[features])
     decisions = (scores >= threshold).astype(int)
     fairness = {}
     for column, edges in params.evaluate.protected_attributes.items():

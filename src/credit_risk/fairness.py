@@ -34,13 +34,21 @@ DECISION_METRICS: dict[str, Scorer] = {
 }
 
 
-def band_labels(edges: Sequence[int]) -> list[str]:
-    """Readable names for bands cut at ``edges``: "<25", "25-34", ..., "65+"."""
-    middle = [f"{low}-{high - 1}" for low, high in pairwise(edges)]
-    return [f"<{edges[0]}", *middle, f"{edges[-1]}+"]
+def band_labels(edges: Sequence[float]) -> list[str]:
+    """Readable names for bands cut at ``edges`` (each band includes its lower edge).
+
+    Whole-number edges read as whole-number ranges ("<25", "25-34", ..., "65+"); others as
+    half-open ranges ("<2.5", "2.5 to <4", "4+").
+    """
+    if all(float(edge).is_integer() for edge in edges):
+        whole = [int(edge) for edge in edges]
+        middle = [f"{low}-{high - 1}" for low, high in pairwise(whole)]
+        return [f"<{whole[0]}", *middle, f"{whole[-1]}+"]
+    middle = [f"{low:g} to <{high:g}" for low, high in pairwise(edges)]
+    return [f"<{edges[0]:g}", *middle, f"{edges[-1]:g}+"]
 
 
-def groups_of(frame: pd.DataFrame, column: str, edges: Sequence[int] | None) -> pd.Series:
+def groups_of(frame: pd.DataFrame, column: str, edges: Sequence[float] | None) -> pd.Series:
     """The group of each row: the column's value, or its band when edges are given."""
     if edges is None:
         return frame[column].astype(str).rename(column)
@@ -66,11 +74,11 @@ def group_report(
     )
     table = pd.concat([by_score.by_group, by_decision.by_group], axis=1)
     sizes = groups.value_counts()
-    bad_rates = labels.groupby(groups).mean()
+    base_rates = labels.groupby(groups).mean()
     report_groups = {
         str(group): {
             "rows": int(sizes[group]),
-            "bad_rate": _clean(bad_rates[group]),
+            "base_rate": _clean(base_rates[group]),
             **{metric: _clean(value) for metric, value in row.items()},
         }
         for group, row in table.iterrows()

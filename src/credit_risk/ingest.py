@@ -1,8 +1,9 @@
 """Stage ingest: bring the configured source into data/raw, unchanged in content.
 
-The shipped file is decompressed if needed and copied byte for byte; a synthetic source is
-generated from its seed. Nothing is parsed here: judging the data is the validate stage's job,
-so that a broken source fails there with the full list of problems.
+The source file is decompressed if needed and copied byte for byte. A synthetic source is drawn
+from that file with its seed and shifts (see synthetic.py), which needs the file to satisfy the
+contract; otherwise nothing is parsed here: judging the data is the validate stage's job, so that
+a broken source fails there with the full list of problems.
 """
 
 from __future__ import annotations
@@ -45,9 +46,10 @@ def ingest(config: Ingest, target: Path) -> None:
         log.info("copied %s to %s", config.file, target)
     else:
         spec = config.synthetic
-        frame = synthetic.generate(spec.rows, spec.seed, spec.shift)
+        source = synthetic.load_source(config.file)
+        frame = synthetic.generate(source, spec.rows, spec.seed, spec.shift)
         write_with(target, lambda tmp: frame.to_csv(tmp, index=False))
-        log.info("generated %d synthetic rows (seed %d) into %s", spec.rows, spec.seed, target)
+        log.info("drew %d synthetic rows (seed %d) from %s", spec.rows, spec.seed, config.file)
 
 
 def main() -> None:

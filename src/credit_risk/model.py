@@ -7,13 +7,11 @@ from typing import Any
 import pandas as pd
 from sklearn.base import ClassifierMixin
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from credit_risk.config import Train
-from credit_risk.schema import column_specs, feature_columns
+from credit_risk.schema import POSITIVE_CLASS, column_specs, feature_columns
 
 
 def model_features(config: Train) -> list[str]:
@@ -23,11 +21,8 @@ def model_features(config: Train) -> list[str]:
 
 def _classifier(config: Train) -> ClassifierMixin:
     params: dict[str, Any] = config.model_params()
-    if config.model == "logistic_regression":
-        return LogisticRegression(random_state=config.seed, **params)
-    if config.model == "random_forest":
-        return RandomForestClassifier(random_state=config.seed, **params)
-    return HistGradientBoostingClassifier(random_state=config.seed, **params)
+    estimator: type[ClassifierMixin] = config.chosen().estimator
+    return estimator(random_state=config.seed, **params)
 
 
 def build_pipeline(config: Train) -> Pipeline:
@@ -55,12 +50,12 @@ def build_pipeline(config: Train) -> Pipeline:
     return Pipeline([("preprocess", preprocess), ("classifier", _classifier(config))])
 
 
-def bad_risk_column(pipeline: Pipeline) -> int:
-    """Which column of predict_proba holds the probability of bad risk (label 1)."""
-    return list(pipeline.classes_).index(1)
+def positive_column(pipeline: Pipeline) -> int:
+    """Which column of predict_proba holds the probability of the contract's positive outcome."""
+    return list(pipeline.classes_).index(POSITIVE_CLASS)
 
 
-def predict_bad_risk(pipeline: Pipeline, frame: pd.DataFrame) -> pd.Series:
-    """Probability of a bad credit risk for each row of ``frame``."""
-    proba = pipeline.predict_proba(frame)[:, bad_risk_column(pipeline)]
-    return pd.Series(proba, index=frame.index, name="bad_risk_probability")
+def predict_positive(pipeline: Pipeline, frame: pd.DataFrame) -> pd.Series:
+    """Probability of the contract's positive outcome for each row of ``frame``."""
+    proba = pipeline.predict_proba(frame)[:, positive_column(pipeline)]
+    return pd.Series(proba, index=frame.index, name="probability")

@@ -1,86 +1,207 @@
-"""The data contract for raw applicant data: one pandera model, used everywhere.
+"""The data contract: ``contract.yaml`` beside this module, parsed strictly, used everywhere.
 
-The schema is the single source of truth for column names, types, ranges and allowed
-categories. The pipeline validates raw data with it; the feature lists, the synthetic
-generator and the service's request model are all derived from it.
+The contract is the single source of truth for column names, types, ranges and categories, the
+target and which of its values the model predicts, and the words the service uses. `validate`
+checks raw data with the pandera schema built here; the feature lists, the model's encoders,
+the synthetic source, the service's request model and the tests all derive from it. Adopting a
+new data set (``python -m credit_risk.adopt``) writes a new contract; nothing else here changes.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 import pandera.pandas as pa
-from pandera.typing import Series
-
-SEXES = ("female", "male")
-JOBS = (0, 1, 2, 3)  # 0 unskilled non-resident, 1 unskilled resident, 2 skilled, 3 highly skilled
-HOUSING = ("free", "own", "rent")
-SAVING_ACCOUNTS = ("little", "moderate", "not_known", "quite rich", "rich")
-CHECKING_ACCOUNTS = ("little", "moderate", "not_known", "rich")
-PURPOSES = (
-    "business",
-    "car",
-    "domestic appliances",
-    "education",
-    "furniture/equipment",
-    "radio/TV",
-    "repairs",
-    "vacation/others",
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_validator,
 )
 
-TARGET = "risk"
-GOOD, BAD = 1, 0  # values of TARGET; the model predicts the probability of BAD
+from credit_risk.errors import ConfigError, format_validation_error
+
+CONTRACT_FILE = Path(__file__).with_name("contract.yaml")
+POSITIVE_CLASS = 1  # the model's label for the contract's positive outcome (0 for the other)
+
+ColumnType = Literal["int", "float", "str", "bool"]
+PYTHON_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
+PANDAS_DTYPES = {"int": "int64", "float": "float64", "str": str, "bool": "bool"}
+Value = StrictBool | StrictInt | StrictFloat | StrictStr
+Word = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=40)]
 
 
-class CreditApplications(pa.DataFrameModel):
-    """One row per past loan applicant, with the observed credit risk."""
-
-    risk: Series[int] = pa.Field(isin=[GOOD, BAD], description="1 = good credit risk, 0 = bad")
-    sex: Series[str] = pa.Field(isin=list(SEXES), description="Applicant's sex (protected)")
-    job: Series[int] = pa.Field(isin=list(JOBS), description="Skill level of the job, 0-3")
-    housing: Series[str] = pa.Field(isin=list(HOUSING), description="Housing situation")
-    saving_accounts: Series[str] = pa.Field(
-        isin=list(SAVING_ACCOUNTS), description="Savings account balance band"
-    )
-    checking_account: Series[str] = pa.Field(
-        isin=list(CHECKING_ACCOUNTS), description="Checking account balance band"
-    )
-    credit_amount: Series[int] = pa.Field(ge=100, le=100_000, description="Loan amount")
-    duration: Series[int] = pa.Field(ge=1, le=120, description="Loan duration in months")
-    purpose: Series[str] = pa.Field(isin=list(PURPOSES), description="What the loan is for")
-    age: Series[int] = pa.Field(ge=18, le=100, description="Applicant's age in years (protected)")
-
-    class Config:
-        coerce = True
-        strict = True
-        ordered = False
-
-    @pa.dataframe_check(error="the data set has fewer than 50 rows")
-    @classmethod
-    def enough_rows(cls, df: pd.DataFrame) -> bool:
-        return len(df) >= 50
-
-    @pa.dataframe_check(error="both outcomes (risk 0 and 1) must occur, each in 5% to 95% of rows")
-    @classmethod
-    def both_outcomes_present(cls, df: pd.DataFrame) -> bool:
-        share_bad = float((df[TARGET] == BAD).mean()) if len(df) else 0.0
-        return 0.05 <= share_bad <= 0.95
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-# One realistic applicant, used as the API's documented example and in smoke tests.
-EXAMPLE_APPLICANT: dict[str, Any] = {
-    "sex": "female",
-    "job": 2,
-    "housing": "rent",
-    "saving_accounts": "little",
-    "checking_account": "little",
-    "credit_amount": 4500,
-    "duration": 36,
-    "purpose": "car",
-    "age": 28,
-}
+def _fits(value: object, kind: str) -> bool:
+    """Whether a value from the YAML file is of a column's type (YAML reads yes/no as bool)."""
+    if kind == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind == "int":
+        return isinstance(value, int)
+    if kind == "float":
+        return isinstance(value, int | float) and math.isfinite(value)
+    return isinstance(value, str)
+
+
+class ColumnRule(_Strict):
+    """One column: its type, and either its allowed values or its inclusive range."""
+
+    type: ColumnType
+    allowed: list[Value] | None = None
+    min: StrictInt | StrictFloat | None = None
+    max: StrictInt | StrictFloat | None = None
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ColumnRule:
+        if self.allowed is not None:
+            if not self.allowed:
+                raise ValueError("allowed: list at least one value")
+            wrong = [v for v in self.allowed if not _fits(v, self.type)]
+            if wrong:
+                hint = " (quote words such as 'yes' or 'no': YAML reads them as true/false)"
+                raise ValueError(f"allowed: {wrong} are not {self.type} values{hint}")
+            if len(set(self.allowed)) != len(self.allowed):
+                raise ValueError("allowed: values repeat")
+            if self.min is not None or self.max is not None:
+                raise ValueError("give either allowed values or a min/max range, not both")
+        elif self.type == "str":
+            raise ValueError("a text column needs its categories under 'allowed' (free text is "
+                             "not a model input)")  # fmt: skip
+        for bound in (self.min, self.max):
+            if bound is None:
+                continue
+            if self.type in {"str", "bool"}:
+                raise ValueError(f"min/max do not apply to a {self.type} column")
+            if not math.isfinite(bound) or (self.type == "int" and not float(bound).is_integer()):
+                raise ValueError(f"min/max must be finite {self.type} values (got {bound})")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+    def admits(self, value: object) -> bool:
+        """Whether one value satisfies this rule."""
+        if not _fits(value, self.type):
+            return False
+        if self.allowed is not None:
+            return value in self.allowed
+        number = float(value)  # type: ignore[arg-type]
+        low = self.min if self.min is not None else -math.inf
+        high = self.max if self.max is not None else math.inf
+        return low <= number <= high
+
+
+class Target(_Strict):
+    column: str
+    positive: Value  # the value whose probability the model predicts
+    positive_label: Word
+    negative_label: Word
+
+
+class Decisions(_Strict):
+    at_or_above_threshold: Word
+    below_threshold: Word
+
+
+class Direction(_Strict):
+    """Moving ``feature`` from ``from`` to ``to`` raises the probability of the positive outcome."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    feature: str
+    from_: Value = Field(alias="from")
+    to: Value
+
+
+class Contract(_Strict):
+    entity: Word
+    entity_plural: Word
+    target: Target
+    decisions: Decisions
+    min_rows: Annotated[int, Field(ge=2)]
+    min_outcome_share: Annotated[float, Field(gt=0.0, le=0.5)]
+    columns: dict[str, ColumnRule]
+    example: dict[str, Value]
+    raises_probability: list[Direction] = []
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Contract:
+        if self.entity == self.entity_plural:
+            raise ValueError("entity and entity_plural must differ (they name request fields)")
+        if self.target.positive_label == self.target.negative_label:
+            raise ValueError("target: positive_label and negative_label must differ")
+        if self.decisions.at_or_above_threshold == self.decisions.below_threshold:
+            raise ValueError("decisions: the two decisions must differ")
+        rule = self.columns.get(self.target.column)
+        if rule is None:
+            raise ValueError(f"target.column {self.target.column!r} is not under columns")
+        if rule.allowed is None or len(rule.allowed) != 2:
+            raise ValueError(f"columns.{self.target.column}: the target needs exactly two allowed "
+                             "values (a binary outcome)")  # fmt: skip
+        if self.target.positive not in rule.allowed or not _fits(self.target.positive, rule.type):
+            raise ValueError(f"target.positive {self.target.positive!r} is not one of "
+                             f"columns.{self.target.column}.allowed {rule.allowed}")  # fmt: skip
+        features = [name for name in self.columns if name != self.target.column]
+        if not features:
+            raise ValueError("columns: list at least one feature besides the target")
+        missing = [name for name in features if name not in self.example]
+        extra = [name for name in self.example if name not in features]
+        if missing or extra:
+            raise ValueError(f"example: must give every feature once (missing {missing}, "
+                             f"not features {extra})")  # fmt: skip
+        for name, value in self.example.items():
+            if not self.columns[name].admits(value):
+                raise ValueError(f"example.{name}: {value!r} breaks the column's rule")
+        for number, direction in enumerate(self.raises_probability):
+            where = f"raises_probability.{number}"
+            if direction.feature not in features:
+                raise ValueError(f"{where}: {direction.feature!r} is not a feature")
+            column = self.columns[direction.feature]
+            for value in (direction.from_, direction.to):
+                if not column.admits(value):
+                    raise ValueError(f"{where}: {value!r} breaks {direction.feature}'s rule")
+            if direction.from_ == direction.to:
+                raise ValueError(f"{where}: from and to are the same value")
+        return self
+
+
+def load_contract(path: Path = CONTRACT_FILE) -> Contract:
+    """Read and check a contract file; every problem is a ConfigError naming the key."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: the data contract is missing") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    try:
+        return Contract.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(
+            f"{path}: invalid data contract\n{format_validation_error(exc)}"
+        ) from None
+
+
+@cache
+def contract() -> Contract:
+    """The project's contract (read once per process, on first use)."""
+    return load_contract()
 
 
 @dataclass(frozen=True)
@@ -96,34 +217,111 @@ class ColumnSpec:
     allowed: tuple[Any, ...] | None = None
 
 
-def column_specs() -> dict[str, ColumnSpec]:
-    """Read names, types, ranges and categories back out of the pandera schema."""
-    schema = CreditApplications.to_schema()
-    specs: dict[str, ColumnSpec] = {}
-    for name, column in schema.columns.items():
-        stats: dict[str, Any] = {}
-        for check in column.checks:
-            stats.update(check.statistics)
-        dtype = str(column.dtype)
-        python_type: type = int if dtype.startswith("int") else float if "float" in dtype else str
-        allowed = stats.get("allowed_values")
+def column_specs(terms: Contract | None = None) -> dict[str, ColumnSpec]:
+    """Every column of a contract (the project's by default; target included), in order."""
+    return _project_specs() if terms is None else specs_of(terms)
+
+
+@cache
+def _project_specs() -> dict[str, ColumnSpec]:
+    return specs_of(contract())
+
+
+def specs_of(terms: Contract) -> dict[str, ColumnSpec]:
+    specs = {}
+    for name, rule in terms.columns.items():
+        allowed = rule.allowed
+        if allowed is None and rule.type == "bool":
+            allowed = [False, True]
+        categorical = allowed is not None
         specs[name] = ColumnSpec(
             name=name,
-            kind="categorical" if allowed is not None or python_type is str else "numeric",
-            python_type=python_type,
-            description=column.description or "",
-            minimum=stats.get("min_value"),
-            maximum=stats.get("max_value"),
-            allowed=tuple(sorted(allowed)) if allowed is not None else None,
+            kind="categorical" if categorical else "numeric",
+            python_type=PYTHON_TYPES[rule.type],
+            description=rule.description,
+            minimum=rule.min,
+            maximum=rule.max,
+            allowed=tuple(sorted(allowed, key=_order)) if allowed is not None else None,
         )
     return specs
 
 
+def _order(value: Any) -> tuple[str, Any]:
+    return (type(value).__name__, value)
+
+
+def target_column() -> str:
+    return contract().target.column
+
+
 def feature_columns() -> list[str]:
-    """Every contract column except the target, in schema order."""
-    return [name for name in column_specs() if name != TARGET]
+    """Every contract column except the target, in contract order."""
+    return [name for name in contract().columns if name != target_column()]
 
 
-def bad_risk(df: pd.DataFrame) -> pd.Series:
-    """The model's label: 1 where the applicant turned out a bad credit risk."""
-    return (df[TARGET] == BAD).astype(int)
+def example_record() -> dict[str, Any]:
+    """The contract's example record (features only), in feature order."""
+    example = contract().example
+    return {name: example[name] for name in feature_columns()}
+
+
+def positive_labels(df: pd.DataFrame) -> pd.Series:
+    """The model's label: POSITIVE_CLASS where the target holds the contract's positive value."""
+    return (df[target_column()] == contract().target.positive).astype(int)
+
+
+def positive_outcome() -> str:
+    """The positive outcome in words, e.g. ``risk = 0 (bad)``."""
+    target = contract().target
+    return f"{target.column} = {target.positive!r} ({target.positive_label})"
+
+
+def outcome_names() -> dict[int, str]:
+    """The model's labels named in the contract's words, e.g. {1: "bad", 0: "good"}."""
+    target = contract().target
+    return {POSITIVE_CLASS: target.positive_label, 1 - POSITIVE_CLASS: target.negative_label}
+
+
+def data_schema(terms: Contract | None = None) -> pa.DataFrameSchema:
+    """The pandera schema for raw data: types, ranges, categories, no missing values, and two
+    table checks (enough rows; both outcomes present in a sensible share)."""
+    terms = terms or contract()
+    columns = {}
+    for name, spec in column_specs(terms).items():
+        checks = []
+        if spec.allowed is not None and spec.python_type is not bool:
+            checks.append(pa.Check.isin(list(spec.allowed)))
+        if spec.minimum is not None:
+            checks.append(pa.Check.greater_than_or_equal_to(spec.minimum))
+        if spec.maximum is not None:
+            checks.append(pa.Check.less_than_or_equal_to(spec.maximum))
+        rule = terms.columns[name]
+        columns[name] = pa.Column(
+            PANDAS_DTYPES[rule.type],
+            checks,
+            nullable=False,
+            coerce=True,
+            description=spec.description or None,
+        )
+    target, share = terms.target, terms.min_outcome_share
+
+    def enough_rows(df: pd.DataFrame) -> bool:
+        return len(df) >= terms.min_rows
+
+    def both_outcomes(df: pd.DataFrame) -> bool:
+        positive = float((df[target.column] == target.positive).mean()) if len(df) else 0.0
+        return share <= positive <= 1 - share
+
+    return pa.DataFrameSchema(
+        columns,
+        checks=[
+            pa.Check(enough_rows, error=f"the data set has fewer than {terms.min_rows} rows"),
+            pa.Check(
+                both_outcomes,
+                error=f"both outcomes of {target.column!r} must occur, each in "
+                f"{share:.0%} to {1 - share:.0%} of rows",
+            ),
+        ],
+        strict=True,
+        ordered=False,
+    )

@@ -12,7 +12,7 @@ from sklearn.model_selection import train_test_split
 from credit_risk.config import Split, load_params
 from credit_risk.errors import DataError
 from credit_risk.files import write_with
-from credit_risk.schema import bad_risk
+from credit_risk.schema import positive_labels
 from credit_risk.stage import run
 
 log = logging.getLogger(__name__)
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 def split(frame: pd.DataFrame, config: Split) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split rows into train and test sets with the same share of bad risks in each."""
-    labels = bad_risk(frame)
+    labels = positive_labels(frame)
     if labels.value_counts().min() < 2:
         raise DataError("each outcome needs at least two rows to stratify the split")
     test_rows = math.ceil(len(frame) * config.test_size)

@@ -21,12 +21,12 @@ from mlflow.models import infer_signature
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 
-from credit_risk.config import Params, load_params
+from credit_risk.config import MODEL_TYPES, Params, load_params
 from credit_risk.errors import DataError
 from credit_risk.files import md5, write_json, write_with
 from credit_risk.lineage import lineage_tags
-from credit_risk.model import build_pipeline, model_features, predict_bad_risk
-from credit_risk.schema import bad_risk
+from credit_risk.model import build_pipeline, model_features, predict_positive
+from credit_risk.schema import positive_labels, positive_outcome
 from credit_risk.stage import run
 from credit_risk.tracking import MODEL_MD5_TAG, use_experiment
 
@@ -39,7 +39,7 @@ SERVING_PACKAGES = ("scikit-learn", "numpy", "pandas", "scipy", "cloudpickle")
 
 def fit(frame: pd.DataFrame, params: Params) -> Pipeline:
     """Fit the configured pipeline on validated training rows."""
-    labels = bad_risk(frame)
+    labels = positive_labels(frame)
     if labels.nunique() < 2:
         raise DataError("the training data holds only one outcome; cannot fit a classifier")
     pipeline = build_pipeline(params.train)
@@ -54,7 +54,7 @@ def model_info(params: Params, rows: int, train_md5: str) -> dict[str, Any]:
         "hyperparameters": params.train.model_params(),
         "features": model_features(params.train),
         "decision_threshold": params.train.decision_threshold,
-        "positive_class": "bad credit risk",
+        "positive_class": positive_outcome(),
         "training_rows": rows,
         "training_data_md5": train_md5,
         "sklearn_version": sklearn.__version__,
@@ -77,8 +77,7 @@ def flat_params(params: Params) -> dict[str, Any]:
 
 
 def _unused_models(params: Params) -> list[str]:
-    models = ["logistic_regression", "random_forest", "hist_gradient_boosting"]
-    return [name for name in models if name != params.train.model]
+    return [name for name in MODEL_TYPES if name != params.train.model]
 
 
 def model_requirements() -> list[str]:
@@ -90,7 +89,7 @@ def log_run(pipeline: Pipeline, frame: pd.DataFrame, params: Params, model_path:
     """Log the training run to MLflow and return its id."""
     experiment_id = use_experiment(params.tracking.experiment)
     features = frame[model_features(params.train)]
-    train_auc = roc_auc_score(bad_risk(frame), predict_bad_risk(pipeline, features))
+    train_auc = roc_auc_score(positive_labels(frame), predict_positive(pipeline, features))
     example = features.head(INPUT_EXAMPLE_ROWS)
     with warnings.catch_warnings():
         # The hint is about integer columns with missing values; the contract allows none.

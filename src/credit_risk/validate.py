@@ -19,7 +19,7 @@ import pandera.errors
 from credit_risk.config import load_params
 from credit_risk.errors import DataError
 from credit_risk.files import md5, write_json, write_with
-from credit_risk.schema import CreditApplications, column_specs
+from credit_risk.schema import Contract, column_specs, data_schema
 from credit_risk.stage import run
 
 log = logging.getLogger(__name__)
@@ -61,9 +61,9 @@ class ValidationReport:
 
 
 def read_csv(path: Path) -> pd.DataFrame:
-    """Read a CSV as text columns; the contract does the typing, so bad values get reported."""
+    """Read a CSV (plain or .gz) as text: the contract does the typing, so bad values are named."""
     if not path.is_file():
-        raise DataError(f"{path}: file not found (has the ingest stage run?)")
+        raise DataError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty (expected a CSV with a header row)")
     try:
@@ -93,24 +93,41 @@ def _examples(cases: pd.DataFrame, limit: int) -> list[dict[str, Any]]:
     return examples
 
 
-def parse_numbers(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Turn the contract's numeric columns from text into numbers.
+BOOLEAN_WORDS = {"true": True, "false": False}  # compared after lower-casing
 
-    Values that are not numbers (or not whole numbers where the contract wants integers) are
-    recorded as failures and blanked, so that the schema's range checks run on real numbers and
-    one bad value is reported once, not as a cascade of type errors.
+
+def _parse_booleans(text: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """``true``/``false`` in any case to booleans; the mask marks text that is neither."""
+    parsed = text.str.strip().str.lower().map(BOOLEAN_WORDS)
+    return parsed, text.notna() & parsed.isna()
+
+
+def parse_values(
+    frame: pd.DataFrame, terms: Contract | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Turn the contract's numeric and boolean columns from text into values.
+
+    Values that are not numbers (or not whole numbers where the contract wants integers, or not
+    true/false for a boolean) are recorded as failures and blanked, so that the schema's checks
+    run on real values and one bad value is reported once, not as a cascade of type errors.
     """
     parsed = frame.copy()
     failures = []
-    for name, spec in column_specs().items():
+    for name, spec in column_specs(terms).items():
         if name not in parsed.columns or spec.python_type is str:
             continue
         text = parsed[name]
-        numbers = pd.to_numeric(text, errors="coerce")
-        not_number = text.notna() & numbers.isna()
-        not_whole = numbers.notna() & (numbers % 1 != 0) if spec.python_type is int else None
-        for mask, check in ((not_number, "not a number"), (not_whole, "not a whole number")):
-            if mask is not None and mask.any():
+        checks: list[tuple[pd.Series, str]]
+        if spec.python_type is bool:
+            values, not_boolean = _parse_booleans(text)
+            checks = [(not_boolean, "not true or false")]
+        else:
+            values = pd.to_numeric(text, errors="coerce")
+            checks = [(text.notna() & values.isna(), "not a number")]
+            if spec.python_type is int:
+                checks.append((values.notna() & (values % 1 != 0), "not a whole number"))
+        for mask, check in checks:
+            if mask.any():
                 failures.append(
                     pd.DataFrame(
                         {
@@ -121,8 +138,8 @@ def parse_numbers(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
                         }
                     )
                 )
-                numbers = numbers.mask(mask)
-        parsed[name] = numbers
+                values = values.mask(mask)
+        parsed[name] = values
     columns = ["column", "check", "index", "failure_case"]
     found = pd.concat(failures, ignore_index=True) if failures else pd.DataFrame(columns=columns)
     return parsed, found
@@ -151,11 +168,11 @@ def problems_from(failures: pd.DataFrame, max_examples: int) -> list[Problem]:
 
 
 def _schema_failures(error: pandera.errors.SchemaErrors, already: pd.DataFrame) -> pd.DataFrame:
-    """pandera's failure cases, without the echoes of a value that parse_numbers reported."""
+    """pandera's failure cases, without the echoes of a value that parse_values reported."""
     cases = error.failure_cases[["column", "check", "index", "failure_case"]].copy()
     cases["check"] = cases["check"].astype(str)
     # A column that is not yet all integers fails its dtype coercion too: the real cause is a
-    # missing value (reported by not_nullable) or a value parse_numbers already reported.
+    # missing value (reported by not_nullable) or a value parse_values already reported.
     cases = cases[~cases["check"].str.startswith(("dtype(", "coerce_dtype("))]
     reported = set(zip(already["column"], already["index"], strict=True))
     echo = [(c, i) in reported for c, i in zip(cases["column"], cases["index"], strict=True)]
@@ -163,12 +180,13 @@ def _schema_failures(error: pandera.errors.SchemaErrors, already: pd.DataFrame) 
 
 
 def validate(
-    frame: pd.DataFrame, max_examples: int = 5
+    frame: pd.DataFrame, max_examples: int = 5, terms: Contract | None = None
 ) -> tuple[pd.DataFrame | None, list[Problem]]:
-    """Validate lazily: the typed frame when valid, else every problem found."""
-    parsed, failures = parse_numbers(frame)
+    """Validate lazily against a contract (the project's by default): the typed frame when
+    valid, else every problem found."""
+    parsed, failures = parse_values(frame, terms)
     try:
-        typed = CreditApplications.validate(parsed, lazy=True)
+        typed = data_schema(terms).validate(parsed, lazy=True)
     except pandera.errors.SchemaErrors as exc:
         failures = pd.concat([failures, _schema_failures(exc, failures)], ignore_index=True)
         typed = None

@@ -51,7 +51,7 @@ def test_group_report_measures_the_gap() -> None:
     assert report["groups"]["a"]["roc_auc"] == 1.0
     assert report["groups"]["b"]["roc_auc"] == 0.0
     assert report["largest_gap"]["roc_auc"] == 1.0
-    assert report["groups"]["a"]["rows"] == 4 and report["groups"]["b"]["bad_rate"] == 0.5
+    assert report["groups"]["a"]["rows"] == 4 and report["groups"]["b"]["base_rate"] == 0.5
 
 
 def test_group_with_one_outcome_has_no_auc() -> None:

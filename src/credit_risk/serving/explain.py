@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from credit_risk.model import bad_risk_column
+from credit_risk.model import positive_column
 
 MAX_EXACT_FEATURES = 12  # 4,096 coalitions; beyond this exact enumeration gets too slow
 EPSILON = 1e-12
@@ -52,7 +52,7 @@ class ShapleyExplainer:
         self.pipeline = pipeline
         self.features = list(features)
         self.background = background[self.features].reset_index(drop=True)
-        self.positive = bad_risk_column(pipeline)
+        self.positive = positive_column(pipeline)
         n = len(self.features)
         # Every coalition as a boolean mask over the features, and each one's Shapley weight
         # for "feature j joins coalition S": |S|! (n - |S| - 1)! / n!.

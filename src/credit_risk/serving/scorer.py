@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from credit_risk.model import bad_risk_column
+from credit_risk.model import positive_column
 from credit_risk.serving.encoder import RowEncoder
 from credit_risk.serving.explain import Explanation, ShapleyExplainer
 
@@ -43,7 +43,7 @@ class Scorer:
         self.pipeline = pipeline
         self.features: list[str] = list(info["features"])
         self.threshold = float(info["decision_threshold"])
-        self.positive = bad_risk_column(pipeline)
+        self.positive = positive_column(pipeline)
         self.explainer = ShapleyExplainer(pipeline, background, self.features)
         self.encoder = RowEncoder.from_pipeline(pipeline)
         self.classifier = pipeline.steps[-1][1]

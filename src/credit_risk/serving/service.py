@@ -23,14 +23,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from credit_risk.config import load_params
 from credit_risk.errors import ConfigError
-from credit_risk.schema import EXAMPLE_APPLICANT, feature_columns
+from credit_risk.schema import contract, example_record, feature_columns
 from credit_risk.serving import MODEL_TAG_VARIABLE, PARAMS_VARIABLE
 from credit_risk.serving.api_models import (
     Contribution,
-    Score,
-    ScoreExplanation,
-    Scores,
-    applicant_model,
+    as_row,
+    explanation_model,
+    probability_field,
+    record_model,
+    score_model,
+    scores_model,
 )
 from credit_risk.serving.guard import RequestGuard
 from credit_risk.serving.metrics import record_scores
@@ -80,18 +82,26 @@ SETTINGS = load_params(Path(os.environ.get(PARAMS_VARIABLE, "params.yaml"))).ser
 MODEL_TAG = _model_tag()
 # The request model follows the served model: contract features it does not use are optional.
 _USED: list[str] = list(bentoml.models.get(MODEL_TAG).info.metadata["features"])  # type: ignore[arg-type]
-Applicant: Any = applicant_model(optional=set(feature_columns()) - set(_USED))
-Batch: Any = Annotated[list[Applicant], Field(min_length=1, max_length=SETTINGS.max_batch_size)]
+Record: Any = record_model(optional=set(feature_columns()) - set(_USED))
+Batch: Any = Annotated[list[Record], Field(min_length=1, max_length=SETTINGS.max_batch_size)]
+Score: Any = score_model()
+Scores: Any = scores_model(Score)
+ScoreExplanation: Any = explanation_model(Score)
+PROBABILITY = probability_field()
+EXAMPLE = example_record()
+# The request's keys are the contract's words ("applicant", "applicants"); in Python they are
+# `record` and `records`, the endpoints' argument names.
+ENTITY, ENTITIES = contract().entity, contract().entity_plural
 
 
 class ScoreRequest(bentoml.IODescriptor):
     model_config = ConfigDict(extra="forbid")
-    applicant: Applicant
+    record: Record = Field(alias=ENTITY)
 
 
 class BatchRequest(bentoml.IODescriptor):
     model_config = ConfigDict(extra="forbid")
-    applicants: Batch
+    records: Batch = Field(alias=ENTITIES)
 
 
 @bentoml.service(
@@ -117,8 +127,8 @@ class CreditRiskService:
         started = time.perf_counter()
         try:
             scorer = Scorer.load(ModelFiles.in_folder(Path(self.model.path)))
-            scorer.score([EXAMPLE_APPLICANT])
-            scorer.explain(EXAMPLE_APPLICANT)
+            scorer.score([EXAMPLE])
+            scorer.explain(EXAMPLE)
             self.scorer = scorer
         except Exception as exc:  # any failure means "not ready", with the reason in the log
             self.failure = f"{type(exc).__name__}: {exc}"
@@ -147,7 +157,7 @@ class CreditRiskService:
 
     def _score(
         self, endpoint: str, applicants: list[dict[str, Any]], ctx: bentoml.Context
-    ) -> list[Score]:
+    ) -> list[Any]:
         started = time.perf_counter()
         scorer = self._scorer()
         probabilities = scorer.score(applicants)
@@ -156,7 +166,7 @@ class CreditRiskService:
         self._record(endpoint, ctx, started, len(applicants), decisions.count("decline"))
         return [
             Score(
-                probability_bad=float(p),
+                **{PROBABILITY: float(p)},
                 decision=d,
                 threshold=scorer.threshold,
                 model_version=self.model_version,
@@ -183,20 +193,20 @@ class CreditRiskService:
         }
         log.info(json.dumps(entry))
 
-    @bentoml.api(route="/score", input_spec=ScoreRequest)
-    def score(self, applicant: BaseModel, ctx: bentoml.Context) -> Score:
-        """Score one applicant: probability of bad risk, decision, model version."""
-        return self._score("score", [vars(applicant)], ctx)[0]
+    @bentoml.api(route="/score", input_spec=ScoreRequest, output_spec=Score)
+    def score(self, record: BaseModel, ctx: bentoml.Context) -> Any:
+        """Score one record: probability of the positive outcome, decision, model version."""
+        return self._score("score", [as_row(record)], ctx)[0]
 
-    @bentoml.api(route="/score_batch", input_spec=BatchRequest)
-    def score_batch(self, applicants: list[BaseModel], ctx: bentoml.Context) -> Scores:
-        """Score up to serve.max_batch_size applicants in one request, in order."""
-        return Scores(scores=self._score("score_batch", [vars(a) for a in applicants], ctx))
+    @bentoml.api(route="/score_batch", input_spec=BatchRequest, output_spec=Scores)
+    def score_batch(self, records: list[BaseModel], ctx: bentoml.Context) -> Any:
+        """Score up to serve.max_batch_size records in one request, in order."""
+        return Scores(scores=self._score("score_batch", [as_row(r) for r in records], ctx))
 
-    @bentoml.api(route="/explain", input_spec=ScoreRequest)
-    def explain(self, applicant: BaseModel, ctx: bentoml.Context) -> ScoreExplanation:
-        """Score one applicant and show each feature's contribution to the score."""
-        fields = applicant.model_dump()
+    @bentoml.api(route="/explain", input_spec=ScoreRequest, output_spec=ScoreExplanation)
+    def explain(self, record: BaseModel, ctx: bentoml.Context) -> Any:
+        """Score one record and show each feature's contribution to the score."""
+        fields = as_row(record)
         score = self._score("explain", [fields], ctx)[0]
         explanation = self._scorer().explain(fields)
         contributions = sorted(
