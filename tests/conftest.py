@@ -1,4 +1,8 @@
-"""Shared fixtures: the repository's own params and data, and an isolated MLflow store."""
+"""Shared fixtures: the repository's own params, contract and data, and an isolated MLflow store.
+
+Tests follow the contract, not the example data: columns, categories, ranges and the target
+come from `roles` (read from the contract), row counts from the data itself.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +16,18 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import joblib
 import pandas as pd
 import pytest
 from sklearn.pipeline import Pipeline
 
-from credit_risk.config import Params, load_params
+from credit_risk.config import MODEL_TYPES, Params, load_params
 from credit_risk.files import write_json
+from credit_risk.schema import ColumnSpec, column_specs, contract, feature_columns
 from credit_risk.serving.model_store import store
 from credit_risk.serving.scorer import ModelFiles
 from credit_risk.split import split
@@ -54,64 +61,117 @@ def params() -> Params:
 
 
 @pytest.fixture(scope="session")
-def german_text(params: Params) -> str:
-    """The shipped data set as CSV text."""
-    with gzip.open(ROOT / params.ingest.file, "rt", encoding="utf-8") as handle:
+def source_text(params: Params) -> str:
+    """The configured source data set (ingest.file) as CSV text."""
+    path = ROOT / params.ingest.file
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
         return handle.read()
 
 
 @pytest.fixture
-def german_csv(tmp_path: Path, german_text: str) -> Path:
-    """A fresh plain-CSV copy of the shipped data that a test may corrupt."""
-    path = tmp_path / "credit.csv"
-    path.write_text(german_text, encoding="utf-8")
+def source_csv(tmp_path: Path, source_text: str) -> Path:
+    """A fresh plain-CSV copy of the source data that a test may corrupt."""
+    path = tmp_path / "source.csv"
+    path.write_text(source_text, encoding="utf-8")
     return path
 
 
 @pytest.fixture(scope="session")
-def german(german_text: str, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
-    """The shipped data, validated and typed by the contract."""
-    path = tmp_path_factory.mktemp("german") / "credit.csv"
-    path.write_text(german_text, encoding="utf-8")
+def source(source_text: str, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    """The source data, validated and typed by the contract."""
+    path = tmp_path_factory.mktemp("source") / "source.csv"
+    path.write_text(source_text, encoding="utf-8")
     typed, problems = validate(read_csv(path))
     assert typed is not None, problems
     return typed
 
 
 @pytest.fixture(scope="session")
-def german_split(german: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return split(german, params.split)
+def source_split(source: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return split(source, params.split)
 
 
 @pytest.fixture(scope="session")
-def trained(german_split: tuple[pd.DataFrame, pd.DataFrame], params: Params) -> Pipeline:
-    """The default model fitted on the shipped training split."""
-    return fit(german_split[0], params)
+def trained(source_split: tuple[pd.DataFrame, pd.DataFrame], params: Params) -> Pipeline:
+    """The configured model fitted on the source's training split."""
+    return fit(source_split[0], params)
 
 
-@pytest.fixture(
-    scope="session", params=["logistic_regression", "random_forest", "hist_gradient_boosting"]
-)
+@pytest.fixture(scope="session", params=MODEL_TYPES)
 def each_model(
-    request: pytest.FixtureRequest, german_split: tuple[pd.DataFrame, pd.DataFrame], params: Params
+    request: pytest.FixtureRequest, source_split: tuple[pd.DataFrame, pd.DataFrame], params: Params
 ) -> tuple[Params, Pipeline]:
-    """Every model type the params offer, fitted on the shipped training split."""
+    """Every model type the params offer, fitted on the source's training split."""
     train = params.train.model_copy(update={"model": request.param})
     chosen = params.model_copy(update={"train": train})
-    return chosen, fit(german_split[0], chosen)
+    return chosen, fit(source_split[0], chosen)
+
+
+@dataclass(frozen=True)
+class Roles:
+    """Columns picked by what the contract says of them, for tests that need one of a kind."""
+
+    target: str
+    positive: Any
+    negative: Any
+    specs: dict[str, ColumnSpec]
+
+    def features(self, kind: str, python_type: type | None = None) -> list[str]:
+        return [
+            name
+            for name in feature_columns()
+            if self.specs[name].kind == kind
+            and (python_type is None or self.specs[name].python_type is python_type)
+        ]
+
+    def first(self, kind: str, python_type: type | None = None) -> str:
+        found = self.features(kind, python_type)
+        if not found:
+            pytest.skip(f"the contract has no {kind} {python_type or ''} feature")
+        return found[0]
+
+    def bounded_numeric(self) -> str:
+        """A numeric feature with a maximum (so a value above it breaks the contract)."""
+        for name in self.features("numeric"):
+            if self.specs[name].maximum is not None:
+                return name
+        pytest.skip("the contract has no numeric feature with a maximum")
+
+    def too_large(self, name: str) -> int | float:
+        spec = self.specs[name]
+        assert spec.maximum is not None
+        return int(spec.maximum) + 1 if spec.python_type is int else float(spec.maximum) + 0.5
+
+    def unknown_category(self, name: str) -> Any:
+        allowed = self.specs[name].allowed or ()
+        if self.specs[name].python_type is str:
+            return "no-such-category"
+        if self.specs[name].python_type is bool:
+            pytest.skip("a boolean column has no unknown category")
+        return max(allowed) + 1
+
+
+@pytest.fixture(scope="session")
+def roles() -> Roles:
+    terms = contract()
+    specs = column_specs()
+    target = terms.target
+    negative = next(v for v in specs[target.column].allowed or () if v != target.positive)
+    return Roles(target.column, target.positive, negative, specs)
 
 
 @pytest.fixture(scope="session")
 def model_files(
     trained: Pipeline,
-    german_split: tuple[pd.DataFrame, pd.DataFrame],
+    source_split: tuple[pd.DataFrame, pd.DataFrame],
     params: Params,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> ModelFiles:
-    """The three files the train stage writes, for the default model on the shipped data."""
+    """The three files the train stage writes, for the configured model on the source data."""
     folder = tmp_path_factory.mktemp("model")
     files = ModelFiles.in_folder(folder)
-    train = german_split[0]
+    train = source_split[0]
     joblib.dump(trained, files.model)
     write_json(files.info, model_info(params, len(train), "test-data-md5"))
     explain_background(train, params).to_parquet(files.background, index=False)

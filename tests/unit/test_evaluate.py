@@ -34,12 +34,18 @@ def test_single_outcome_is_a_clear_error() -> None:
         classification_metrics(pd.Series([1, 1]), pd.Series([0.2, 0.9]), 0.5)
 
 
-def test_age_bands() -> None:
+def test_whole_number_bands() -> None:
     assert band_labels([25, 35]) == ["<25", "25-34", "35+"]
-    frame = pd.DataFrame({"age": [18, 24, 25, 34, 35, 90]})
-    groups = groups_of(frame, "age", [25, 35])
-    assert groups.name == "age_band"
+    frame = pd.DataFrame({"years": [18, 24, 25, 34, 35, 90]})
+    groups = groups_of(frame, "years", [25, 35])
+    assert groups.name == "years_band"
     assert groups.tolist() == ["<25", "<25", "25-34", "25-34", "35+", "35+"]
+
+
+def test_fractional_bands_include_their_lower_edge() -> None:
+    assert band_labels([2.5, 4]) == ["<2.5", "2.5 to <4", "4+"]
+    groups = groups_of(pd.DataFrame({"x": [2.4, 2.5, 3.99, 4.0]}), "x", [2.5, 4])
+    assert groups.tolist() == ["<2.5", "2.5 to <4", "2.5 to <4", "4+"]
 
 
 def test_group_report_measures_the_gap() -> None:
@@ -63,14 +69,19 @@ def test_group_with_one_outcome_has_no_auc() -> None:
     assert report["largest_gap"]["roc_auc"] == 0.0
 
 
-def test_evaluate_covers_every_output(trained, german_split, params: Params) -> None:
-    _, test = german_split
+def test_evaluate_covers_every_output(trained, source_split, params: Params) -> None:
+    _, test = source_split
     info = model_info(params, rows=750, train_md5="x")
     results = evaluate(trained, info, test, params)
     assert set(results["metrics"]) == METRICS
-    assert set(results["fairness"]) == {"sex", "age_band"}
-    assert set(results["fairness"]["sex"]["groups"]) == {"female", "male"}
-    assert sum(g["rows"] for g in results["fairness"]["age_band"]["groups"].values()) == len(test)
+    protected = params.evaluate.protected_attributes
+    names = {column if edges is None else f"{column}_band" for column, edges in protected.items()}
+    assert set(results["fairness"]) == names
+    for column, edges in protected.items():
+        report = results["fairness"][column if edges is None else f"{column}_band"]
+        assert sum(g["rows"] for g in report["groups"].values()) == len(test)
+        if edges is None:
+            assert set(report["groups"]) == set(test[column].astype(str))
     importance = results["importance"]
     assert set(importance["feature"]) == set(info["features"])
     assert importance["importance_mean"].is_monotonic_decreasing

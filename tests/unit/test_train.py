@@ -7,38 +7,39 @@ import mlflow
 import pandas as pd
 import pytest
 
-from credit_risk.config import Params
+from credit_risk.config import MODEL_TYPES, Params
 from credit_risk.errors import DataError
 from credit_risk.files import md5, write_json
-from credit_risk.model import build_pipeline, model_features, predict_bad_risk
+from credit_risk.model import build_pipeline, model_features, predict_positive
+from credit_risk.schema import positive_labels
 from credit_risk.tracking import MODEL_MD5_TAG, run_for_model, use_experiment
 from credit_risk.train import explain_background, fit, flat_params, log_run, model_info
 
 
-def test_every_model_type_fits_and_scores(german_split, each_model) -> None:
-    _, test = german_split
+def test_every_model_type_fits_and_scores(source_split, each_model) -> None:
+    _, test = source_split
     chosen, pipeline = each_model
-    scores = predict_bad_risk(pipeline, test[model_features(chosen.train)])
+    scores = predict_positive(pipeline, test[model_features(chosen.train)])
     assert scores.between(0, 1).all() and scores.nunique() > 10
 
 
 def test_dropped_features_are_not_inputs(params: Params) -> None:
-    assert "sex" not in model_features(params.train)
+    assert not set(params.train.drop_features) & set(model_features(params.train))
     transformer = build_pipeline(params.train).named_steps["preprocess"]
     used = {name for _, _, columns in transformer.transformers for name in columns}
     assert used == set(model_features(params.train))
 
 
-def test_training_is_deterministic(german_split, params: Params, tmp_path: Path) -> None:
+def test_training_is_deterministic(source_split, params: Params, tmp_path: Path) -> None:
     first, second = tmp_path / "a.joblib", tmp_path / "b.joblib"
-    joblib.dump(fit(german_split[0], params), first)
-    joblib.dump(fit(german_split[0], params), second)
+    joblib.dump(fit(source_split[0], params), first)
+    joblib.dump(fit(source_split[0], params), second)
     assert md5(first) == md5(second)
 
 
-def test_single_outcome_cannot_be_trained(german: pd.DataFrame, params: Params) -> None:
+def test_single_outcome_cannot_be_trained(source: pd.DataFrame, params: Params) -> None:
     with pytest.raises(DataError, match="only one outcome"):
-        fit(german[german["risk"] == 1], params)
+        fit(source[positive_labels(source) == 1], params)
 
 
 def test_model_info_travels_with_the_model(trained, params: Params) -> None:
@@ -50,12 +51,15 @@ def test_model_info_travels_with_the_model(trained, params: Params) -> None:
 
 def test_flat_params_hold_only_the_chosen_model(params: Params) -> None:
     flat = flat_params(params)
-    assert flat["train.logistic_regression.C"] == params.train.logistic_regression.C
-    assert not any(key.startswith("train.random_forest") for key in flat)
+    chosen = params.train.model
+    for key, value in params.train.model_params().items():
+        assert flat[f"train.{chosen}.{key}"] == value
+    others = [name for name in MODEL_TYPES if name != chosen]
+    assert others and not any(key.startswith(tuple(f"train.{o}." for o in others)) for key in flat)
 
 
-def test_run_is_logged_with_lineage(trained, german_split, params: Params, tmp_path: Path) -> None:
-    train, _ = german_split
+def test_run_is_logged_with_lineage(trained, source_split, params: Params, tmp_path: Path) -> None:
+    train, _ = source_split
     train_file = tmp_path / "train.parquet"
     train.to_parquet(train_file, index=False)
     model_file = tmp_path / "model.joblib"
@@ -79,7 +83,7 @@ def test_run_is_logged_with_lineage(trained, german_split, params: Params, tmp_p
     logged = mlflow.sklearn.load_model(f"runs:/{run_id}/model")
     features = train[model_features(params.train)].head(20)
     pd.testing.assert_series_equal(
-        predict_bad_risk(logged, features), predict_bad_risk(trained, features)
+        predict_positive(logged, features), predict_positive(trained, features)
     )
     served = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="serving")
     assert sorted(p.name for p in Path(served).iterdir()) == ["background.parquet", "model.json"]
@@ -87,8 +91,8 @@ def test_run_is_logged_with_lineage(trained, german_split, params: Params, tmp_p
     assert found is not None and found.info.run_id == run_id
 
 
-def test_explain_background_is_a_seeded_sample(german_split, params: Params) -> None:
-    train, _ = german_split
+def test_explain_background_is_a_seeded_sample(source_split, params: Params) -> None:
+    train, _ = source_split
     first, again = explain_background(train, params), explain_background(train, params)
     pd.testing.assert_frame_equal(first, again)
     assert len(first) == params.train.explain_background_rows

@@ -11,9 +11,9 @@ from credit_risk.train import explain_background, fit
 
 
 @pytest.fixture(scope="module")
-def explainer(trained, german_split, params: Params) -> ShapleyExplainer:
+def explainer(trained, source_split, params: Params) -> ShapleyExplainer:
     return ShapleyExplainer(
-        trained, explain_background(german_split[0], params), model_features(params.train)
+        trained, explain_background(source_split[0], params), model_features(params.train)
     )
 
 
@@ -22,17 +22,17 @@ def log_odds(pipeline, row: pd.DataFrame) -> float:
     return float(np.log(p / (1 - p)))
 
 
-def test_contributions_add_up_to_the_score(explainer, trained, german_split, params) -> None:
-    row = german_split[1][model_features(params.train)].head(1)
+def test_contributions_add_up_to_the_score(explainer, trained, source_split, params) -> None:
+    row = source_split[1][model_features(params.train)].head(1)
     explanation = explainer.explain(row)
     assert explanation.log_odds == pytest.approx(log_odds(trained, row), abs=1e-9)
     total = sum(explanation.contributions.values())
     assert total == pytest.approx(explanation.log_odds - explanation.baseline_log_odds, abs=1e-9)
 
 
-def test_linear_model_matches_the_closed_form(explainer, trained, german_split, params) -> None:
+def test_linear_model_matches_the_closed_form(explainer, trained, source_split, params) -> None:
     """For logistic regression, a feature's Shapley value is its terms' w * (x - mean x)."""
-    row = german_split[1][model_features(params.train)].iloc[[3]]
+    row = source_split[1][model_features(params.train)].iloc[[3]]
     explanation = explainer.explain(row)
     preprocess = trained.named_steps["preprocess"]
     weights = trained.named_steps["classifier"].coef_[0]
@@ -44,8 +44,8 @@ def test_linear_model_matches_the_closed_form(explainer, trained, german_split, 
         assert value == pytest.approx(float(weights[mask] @ (x[mask] - mean[mask])), abs=1e-9)
 
 
-def test_a_tree_model_is_explained_too(german_split, params: Params) -> None:
-    train, test = german_split
+def test_a_tree_model_is_explained_too(source_split, params: Params) -> None:
+    train, test = source_split
     forest = params.model_copy(
         update={"train": params.train.model_copy(update={"model": "hist_gradient_boosting"})}
     )

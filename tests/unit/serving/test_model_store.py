@@ -56,9 +56,9 @@ def test_registry_uri_never_floats() -> None:
 
 
 def test_import_from_registry_by_alias_and_version(
-    trained, german_split, model_files: ModelFiles, params: Params, tmp_path
+    trained, source_split, model_files: ModelFiles, params: Params, tmp_path
 ) -> None:
-    train, _ = german_split
+    train, _ = source_split
     train_file = tmp_path / "train.parquet"
     train.to_parquet(train_file)
     paths = params.paths.model_copy(

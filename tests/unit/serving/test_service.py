@@ -46,8 +46,8 @@ def test_scores_one_applicant(client: TestClient, model_tag: str, model_files: M
     assert body["model_version"] == model_tag == response.headers["x-model-version"]
 
 
-def test_scores_a_batch_in_order(client: TestClient, german_split) -> None:
-    rows = german_split[1].drop(columns="risk").head(50).to_dict("records")
+def test_scores_a_batch_in_order(client: TestClient, source_split) -> None:
+    rows = source_split[1].drop(columns="risk").head(50).to_dict("records")
     response = client.post("/score_batch", json={"applicants": rows})
     assert response.status_code == 200
     scores = response.json()["scores"]
