@@ -221,11 +221,11 @@ def test_the_shipped_contract_loads() -> None:
                 below_threshold=d["decisions"]["at_or_above_threshold"]
             ),
             "the two decisions must differ",
-        ),  # fmt: skip
+        ),
         (
             lambda d: d.update(raises_probability=[{"feature": "x", "from": 1, "to": 2}]),
             "'x' is not a feature",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_bad_contract_names_the_key(tmp_path: Path, change, named: str) -> None:
