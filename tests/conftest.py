@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import numpy as np
 import pandas as pd
 import pytest
 from sklearn.pipeline import Pipeline
@@ -242,3 +243,48 @@ class LocalServer:
 @pytest.fixture(scope="session")
 def local_server() -> type[LocalServer]:
     return LocalServer
+
+
+def write_churn_data(path: Path, rows: int = 2000, seed: int = 3) -> Path:
+    """A second, differently shaped data set (not credit): customers who churn or stay.
+
+    It differs from the example in every way adoption must handle: another target name and type
+    (text "yes"/"no"), boolean and integer-coded categories, fractional ages, column names that
+    are not Python identifiers ("class", "tenure-months", "monthly charge"), and twice the rows.
+    """
+    rng = np.random.default_rng(seed)
+    tenure = rng.integers(0, 73, rows)
+    charge = np.round(rng.uniform(10, 120, rows), 2)
+    plan = rng.choice(["basic", "plus", "premium"], rows, p=[0.5, 0.3, 0.2])
+    senior = rng.random(rows) < 0.2
+    region = rng.choice([1, 2, 3, 4], rows)
+    age = np.round(rng.uniform(18, 90, rows) * 2) / 2
+    gender = rng.choice(["f", "m", "x"], rows, p=[0.48, 0.48, 0.04])
+    logit = (
+        0.8
+        - 0.06 * tenure
+        + 0.02 * (charge - 60)
+        + np.select([plan == "basic", plan == "premium"], [0.6, -0.7], 0.0)
+        + 0.5 * senior
+        + 0.3 * (region == 4)
+    )
+    churned = np.where(rng.random(rows) < 1 / (1 + np.exp(-logit)), "yes", "no")
+    frame = pd.DataFrame(
+        {
+            "tenure-months": tenure,
+            "class": plan,
+            "monthly charge": charge,
+            "is_senior": np.where(senior, "true", "false"),
+            "region code": region,
+            "age": age,
+            "gender": gender,
+            "churned": churned,
+        }
+    )
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def churn_csv(tmp_path: Path) -> Path:
+    return write_churn_data(tmp_path / "churn.csv")

@@ -274,6 +274,9 @@ def update_params(path: Path, terms: Contract, frame: pd.DataFrame, choices: Cho
     yaml = YAML()
     yaml.preserve_quotes = True
     yaml.width = 100
+    yaml.representer.add_representer(
+        type(None), lambda dumper, _: dumper.represent_scalar("tag:yaml.org,2002:null", "null")
+    )
     document = yaml.load(path.read_text(encoding="utf-8"))
     document["ingest"]["source"] = "file"
     document["ingest"]["file"] = data_file.as_posix()

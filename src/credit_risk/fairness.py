@@ -34,16 +34,16 @@ DECISION_METRICS: dict[str, Scorer] = {
 }
 
 
-def band_labels(edges: Sequence[float]) -> list[str]:
+def band_labels(edges: Sequence[float], whole: bool = True) -> list[str]:
     """Readable names for bands cut at ``edges`` (each band includes its lower edge).
 
-    Whole-number edges read as whole-number ranges ("<25", "25-34", ..., "65+"); others as
-    half-open ranges ("<2.5", "2.5 to <4", "4+").
+    For a whole-number column with whole-number edges: "<25", "25-34", ..., "65+"; otherwise
+    half-open ranges: "<2.5", "2.5 to <4", "4+".
     """
-    if all(float(edge).is_integer() for edge in edges):
-        whole = [int(edge) for edge in edges]
-        middle = [f"{low}-{high - 1}" for low, high in pairwise(whole)]
-        return [f"<{whole[0]}", *middle, f"{whole[-1]}+"]
+    if whole and all(float(edge).is_integer() for edge in edges):
+        ints = [int(edge) for edge in edges]
+        middle = [f"{low}-{high - 1}" for low, high in pairwise(ints)]
+        return [f"<{ints[0]}", *middle, f"{ints[-1]}+"]
     middle = [f"{low:g} to <{high:g}" for low, high in pairwise(edges)]
     return [f"<{edges[0]:g}", *middle, f"{edges[-1]:g}+"]
 
@@ -53,7 +53,9 @@ def groups_of(frame: pd.DataFrame, column: str, edges: Sequence[float] | None) -
     if edges is None:
         return frame[column].astype(str).rename(column)
     bins = [-np.inf, *edges, np.inf]
-    banded = pd.cut(frame[column], bins=bins, right=False, labels=band_labels(edges))
+    whole = pd.api.types.is_integer_dtype(frame[column])
+    labels = band_labels(edges, whole)
+    banded = pd.cut(frame[column], bins=bins, right=False, labels=labels)
     return banded.astype(str).rename(f"{column}_band")
 
 

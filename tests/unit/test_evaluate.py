@@ -46,6 +46,9 @@ def test_fractional_bands_include_their_lower_edge() -> None:
     assert band_labels([2.5, 4]) == ["<2.5", "2.5 to <4", "4+"]
     groups = groups_of(pd.DataFrame({"x": [2.4, 2.5, 3.99, 4.0]}), "x", [2.5, 4])
     assert groups.tolist() == ["<2.5", "2.5 to <4", "2.5 to <4", "4+"]
+    # Whole-number edges on a fractional column: 53.5 is not in a band called "36-53".
+    groups = groups_of(pd.DataFrame({"age": [35.5, 53.5, 54.0]}), "age", [36, 54])
+    assert groups.tolist() == ["<36", "36 to <54", "54+"]
 
 
 def test_group_report_measures_the_gap() -> None:
