@@ -142,4 +142,4 @@ def test_band_edges_are_rounded_quartiles_inside_the_data() -> None:
     values = pd.Series(range(18, 91))
     edges = band_edges(values, integer=True)
     assert edges == sorted(set(edges)) and all(isinstance(e, int) for e in edges)
-    assert 18 < edges[0] and edges[-1] <= 90
+    assert edges[0] > 18 and edges[-1] <= 90
