@@ -1,73 +1,123 @@
+"""The request and response types: derived from the contract, strict, in the contract's words."""
+
 from __future__ import annotations
 
 import json
 
-import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from credit_risk.schema import EXAMPLE_APPLICANT, CreditApplications, column_specs
-from credit_risk.serving.api_models import applicant_model
-
-Applicant = applicant_model(optional={"sex"})
-
-
-def test_the_example_satisfies_the_contract() -> None:
-    # The table-level checks want 50+ rows with both outcomes; the example fills such a table.
-    rows = [{**EXAMPLE_APPLICANT, "risk": i % 2} for i in range(50)]
-    CreditApplications.validate(pd.DataFrame(rows))
-    assert Applicant.model_validate(EXAMPLE_APPLICANT)
-
-
-def test_fields_follow_the_contract() -> None:
-    schema = Applicant.model_json_schema()
-    specs = column_specs()
-    assert set(schema["properties"]) == set(specs) - {"risk"}
-    assert schema["properties"]["age"]["minimum"] == specs["age"].minimum
-    assert schema["properties"]["age"]["maximum"] == specs["age"].maximum
-    assert schema["properties"]["housing"]["enum"] == list(specs["housing"].allowed)
-    assert "sex" not in schema["required"] and "age" in schema["required"]
-    assert schema["additionalProperties"] is False
-    assert schema["example"] == EXAMPLE_APPLICANT
-
-
-@pytest.mark.parametrize(
-    ("change", "location", "kind"),
-    [
-        ({"age": 17}, "age", "greater_than_equal"),
-        ({"age": 101}, "age", "less_than_equal"),
-        ({"age": "30"}, "age", "int_type"),
-        ({"age": 30.5}, "age", "int_type"),
-        ({"age": None}, "age", "int_type"),
-        ({"housing": "castle"}, "housing", "literal_error"),
-        ({"job": "2"}, "job", "value_error"),
-        ({"job": True}, "job", "value_error"),
-        ({"job": 2.0}, "job", "value_error"),
-        ({"income": 1}, "income", "extra_forbidden"),
-    ],
+from credit_risk.schema import column_specs, contract, example_record, feature_columns
+from credit_risk.serving.api_models import (
+    as_row,
+    probability_field,
+    record_model,
+    score_model,
 )
-def test_bad_values_are_named(change: dict, location: str, kind: str) -> None:
+
+
+@pytest.fixture(scope="module")
+def optional() -> str:
+    return feature_columns()[0]
+
+
+@pytest.fixture(scope="module")
+def Record(optional: str):  # noqa: N802 - a model class
+    return record_model(optional={optional})
+
+
+def test_the_example_is_a_valid_record(Record) -> None:
+    assert as_row(Record.model_validate(example_record())) == example_record()
+
+
+def test_fields_follow_the_contract(Record, optional: str, roles) -> None:
+    schema = Record.model_json_schema()
+    assert list(schema["properties"]) == feature_columns()  # column names, not Python names
+    for name in feature_columns():
+        spec, field = column_specs()[name], schema["properties"][name]
+        if "anyOf" in field:  # an optional field: its type or null
+            field = next(option for option in field["anyOf"] if option.get("type") != "null")
+        if spec.kind == "numeric":
+            assert (field.get("minimum"), field.get("maximum")) == (spec.minimum, spec.maximum)
+        elif spec.python_type is not bool:
+            assert field["enum"] == list(spec.allowed), name
+    assert optional not in schema["required"]
+    assert set(schema["required"]) == set(feature_columns()) - {optional}
+    assert schema["additionalProperties"] is False
+    assert schema["example"] == example_record()
+
+
+def bad_values(roles) -> list[tuple[str, object, str]]:
+    """(column, value, pydantic error type) for each kind of bad value the contract implies."""
+    cases: list[tuple[str, object, str]] = []
+    numeric = roles.bounded_numeric()
+    spec = column_specs()[numeric]
+    cases.append((numeric, roles.too_large(numeric), "less_than_equal"))
+    cases.append((numeric, str(spec.maximum), f"{spec.python_type.__name__}_type"))
+    cases.append((numeric, None, f"{spec.python_type.__name__}_type"))
+    if spec.python_type is int:
+        cases.append((numeric, 1.5, "int_type"))
+    for name in roles.features("categorical", str)[:1]:
+        cases.append((name, "no-such-category", "literal_error"))
+    for name in roles.features("categorical", int)[:1]:
+        allowed = column_specs()[name].allowed
+        cases += [(name, str(allowed[0]), "value_error"), (name, float(allowed[0]), "value_error")]
+        cases.append((name, True, "value_error"))
+    for name in roles.features("categorical", bool)[:1]:
+        cases += [(name, 1, "bool_type"), (name, "true", "bool_type")]
+    return cases
+
+
+def test_bad_values_are_refused_for_that_reason(Record, roles) -> None:
+    for column, value, kind in bad_values(roles):
+        with pytest.raises(ValidationError) as error:
+            Record.model_validate_json(json.dumps({**example_record(), column: value}))
+        (problem,) = error.value.errors()
+        assert (problem["loc"], problem["type"]) == ((column,), kind), (column, value, problem)
+
+
+def test_unknown_field_is_named(Record) -> None:
     with pytest.raises(ValidationError) as error:
-        Applicant.model_validate_json(json.dumps({**EXAMPLE_APPLICANT, **change}))
+        Record.model_validate({**example_record(), "not a field": 1})
     (problem,) = error.value.errors()
-    assert problem["loc"] == (location,) and problem["type"] == kind
+    assert (problem["loc"], problem["type"]) == (("not a field",), "extra_forbidden")
 
 
-def test_missing_required_field() -> None:
-    fields = {k: v for k, v in EXAMPLE_APPLICANT.items() if k != "duration"}
-    with pytest.raises(ValidationError, match="duration"):
-        Applicant.model_validate(fields)
+def test_missing_required_field_is_named(Record, optional: str) -> None:
+    required = feature_columns()[-1]
+    fields = {k: v for k, v in example_record().items() if k != required}
+    with pytest.raises(ValidationError) as error:
+        Record.model_validate(fields)
+    (problem,) = error.value.errors()
+    assert (problem["loc"], problem["type"]) == ((required,), "missing")
 
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
-def test_non_finite_numbers_are_rejected(literal: str) -> None:
-    text = json.dumps({**EXAMPLE_APPLICANT, "credit_amount": 0}).replace(
-        '"credit_amount": 0', f'"credit_amount": {literal}'
+def test_non_finite_numbers_are_refused_as_such(Record, roles, literal: str) -> None:
+    numeric = roles.bounded_numeric()
+    text = json.dumps({**example_record(), numeric: 0}).replace(
+        f"{json.dumps(numeric)}: 0", f"{json.dumps(numeric)}: {literal}"
     )
+    assert literal in text
+    with pytest.raises(ValidationError) as error:
+        Record.model_validate_json(text)
+    (problem,) = error.value.errors()
+    assert problem["loc"] == (numeric,)
+    # A float column says "finite"; an integer column refuses any non-integer JSON number.
+    assert problem["type"] in {"finite_number", "int_type", "int_from_float"}
+
+
+def test_optional_feature_may_be_left_out(Record, optional: str) -> None:
+    fields = {k: v for k, v in example_record().items() if k != optional}
+    assert as_row(Record.model_validate(fields))[optional] is None
+
+
+def test_score_speaks_the_contracts_words() -> None:
+    terms = contract()
+    Score = score_model()
+    field = probability_field()
+    assert field == f"probability_{terms.target.positive_label}"
+    decisions = Score.model_json_schema()["properties"]["decision"]["enum"]
+    assert decisions == [terms.decisions.at_or_above_threshold, terms.decisions.below_threshold]
     with pytest.raises(ValidationError):
-        Applicant.model_validate_json(text)
-
-
-def test_optional_feature_may_be_left_out() -> None:
-    fields = {k: v for k, v in EXAMPLE_APPLICANT.items() if k != "sex"}
-    assert Applicant.model_validate(fields).model_dump()["sex"] is None
+        Score(**{field: 1.5, "decision": decisions[0], "threshold": 0.5, "model_version": "m:1"})
