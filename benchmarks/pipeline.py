@@ -88,7 +88,7 @@ def use_synthetic(workspace: Path, rows: int) -> None:
 def print_stages(title: str, stages: dict[str, Measure], baseline: float | None = None) -> None:
     total = sum(m.seconds for m in stages.values())
     peak = max(m.peak_mb for m in stages.values())
-    ratio = f"  ({total / baseline:.1f}x the 10k run)" if baseline else ""
+    ratio = f"  ({total / baseline:.1f}x the first run)" if baseline else ""
     print(f"\n{title}: {total:.1f} s in all, peak {peak:.0f} MB{ratio}")
     for stage, m in stages.items():
         print(f"  {stage:<9} {m.seconds:7.2f} s  {m.peak_mb:8.0f} MB")
@@ -105,7 +105,7 @@ def main() -> None:
         workspace = fresh_copy(Path(tmp) / "repo")
         startup = [measure(workspace, "dvc", "version").seconds for _ in range(args.noop_repeats)]
         example = run_stages(workspace)
-        print_stages("Example data (1,000 rows), stage by stage", example)
+        print_stages("The source data, stage by stage", example)
         forced = measure(workspace, "dvc", "repro", "--force")
         print(f"  full `dvc repro --force`: {forced.seconds:.1f} s (target < 30 s)")
         noop = [measure(workspace, "dvc", "repro").seconds for _ in range(args.noop_repeats)]

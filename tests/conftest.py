@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -283,6 +283,12 @@ def write_churn_data(path: Path, rows: int = 2000, seed: int = 3) -> Path:
     )
     frame.to_csv(path, index=False)
     return path
+
+
+@pytest.fixture(scope="session")
+def churn_writer() -> Callable[..., Path]:
+    """``write_churn_data``, for tests that place the file themselves."""
+    return write_churn_data
 
 
 @pytest.fixture
