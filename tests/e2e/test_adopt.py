@@ -24,8 +24,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-ADOPT = ["--target", "churned", "--positive", "yes", "--protected", "gender",
-         "--protected", "age", "--entity", "customer", "--decisions", "contact", "keep"]  # fmt: skip
+ADOPT = [
+    *("--target", "churned", "--positive", "yes", "--protected", "gender", "--protected", "age"),
+    *("--entity", "customer", "--decisions", "contact", "keep"),
+]
 MAX_FILES_TOUCHED = 4  # params.yaml plus three files, the goal for a new data set
 
 
