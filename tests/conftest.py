@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -183,6 +184,37 @@ def model_files(
 def model_tag(model_files: ModelFiles, params: Params) -> str:
     """The default model, stored in the test session's BentoML store."""
     return str(store(params.serve.model_name, model_files, {"source": "test"}).tag)
+
+
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "test",
+    "GIT_AUTHOR_EMAIL": "test@example.invalid",
+    "GIT_COMMITTER_NAME": "test",
+    "GIT_COMMITTER_EMAIL": "test@example.invalid",
+}
+
+
+def fresh_copy(workspace: Path) -> Path:
+    """A clone-like copy of the repository as it is now (tracked and new, unignored files),
+    committed in a git repository of its own."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    for name in filter(None, listed.stdout.split("\0")):
+        if (ROOT / name).is_file():
+            (workspace / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, workspace / name)
+    env = {**os.environ, **GIT_IDENTITY}
+    for command in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "clone"]):
+        subprocess.run(["git", *command], cwd=workspace, env=env, check=True, capture_output=True)
+    return workspace
+
+
+@pytest.fixture(scope="session")
+def repository_copy() -> Callable[[Path], Path]:
+    """``fresh_copy``: a committed copy of the repository in the given folder."""
+    return fresh_copy
 
 
 class LocalServer:

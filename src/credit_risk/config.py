@@ -11,13 +11,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
-from credit_risk.errors import ConfigError, format_validation_error
 from credit_risk.schema import column_specs, feature_columns, target_column
+from credit_risk.yamlfile import load_yaml_model
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -248,15 +247,6 @@ class Params(Strict):
 
 def load_params(path: Path = DEFAULT_PARAMS) -> Params:
     """Read and check params.yaml; every problem is a ConfigError naming the key."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found (run from the repository root)") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-    try:
-        return Params.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: invalid parameters\n{format_validation_error(exc)}") from None
+    return load_yaml_model(
+        path, Params, "parameters", "file not found (run from the repository root)"
+    )

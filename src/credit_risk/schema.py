@@ -17,7 +17,6 @@ from typing import Annotated, Any, Literal
 
 import pandas as pd
 import pandera.pandas as pa
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -26,11 +25,10 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
-    ValidationError,
     model_validator,
 )
 
-from credit_risk.errors import ConfigError, format_validation_error
+from credit_risk.yamlfile import load_yaml_model
 
 CONTRACT_FILE = Path(__file__).with_name("contract.yaml")
 POSITIVE_CLASS = 1  # the model's label for the contract's positive outcome (0 for the other)
@@ -182,20 +180,7 @@ class Contract(_Strict):
 
 def load_contract(path: Path = CONTRACT_FILE) -> Contract:
     """Read and check a contract file; every problem is a ConfigError naming the key."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: the data contract is missing") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    try:
-        return Contract.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(
-            f"{path}: invalid data contract\n{format_validation_error(exc)}"
-        ) from None
+    return load_yaml_model(path, Contract, "data contract", "the data contract is missing")
 
 
 @cache

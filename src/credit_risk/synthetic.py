@@ -40,11 +40,12 @@ from credit_risk.config import (
     check_shift,
     load_params,
 )
-from credit_risk.errors import ConfigError, DataError, format_validation_error
+from credit_risk.errors import ConfigError, DataError
 from credit_risk.files import write_with
 from credit_risk.schema import column_specs, positive_labels
 from credit_risk.stage import run
 from credit_risk.validate import read_csv, validate
+from credit_risk.yamlfile import format_validation_error
 
 log = logging.getLogger("credit_risk.synthetic")
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import urllib.error
@@ -37,9 +36,7 @@ def sh(workspace: Path, *command: str, check: bool = True) -> subprocess.Complet
         **os.environ,
         "PYTHONPATH": str(workspace / "src"),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
-        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid",
-    }  # fmt: skip
+    }
     done = subprocess.run(command, cwd=workspace, env=env, capture_output=True, text=True)
     if check and done.returncode != 0:
         raise AssertionError(
@@ -49,18 +46,9 @@ def sh(workspace: Path, *command: str, check: bool = True) -> subprocess.Complet
 
 
 @pytest.fixture(scope="module")
-def adopted(tmp_path_factory: pytest.TempPathFactory, churn_writer) -> Path:
+def adopted(tmp_path_factory: pytest.TempPathFactory, churn_writer, repository_copy) -> Path:
     """A fresh copy of the repository that adopted the churn data and ran `dvc repro`."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=ROOT, capture_output=True, text=True, check=True)  # fmt: skip
-    workspace = tmp_path_factory.mktemp("adopted")
-    for name in filter(None, listed.stdout.split("\0")):
-        if (ROOT / name).is_file():
-            (workspace / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, workspace / name)
-    sh(workspace, "git", "init", "-q", "-b", "main")
-    sh(workspace, "git", "add", "-A")
-    sh(workspace, "git", "commit", "-q", "-m", "template")
+    workspace = repository_copy(tmp_path_factory.mktemp("adopted"))
     data = churn_writer(tmp_path_factory.mktemp("elsewhere") / "churn.csv")
     done = sh(workspace, sys.executable, "-m", "credit_risk.adopt", "--data", str(data), *ADOPT)
     assert "Review before you commit" in done.stdout

@@ -1,0 +1,45 @@
+"""Reading a YAML settings file into a strict model: every problem names the file and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from credit_risk.errors import ConfigError
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def load_yaml_model(path: Path, model: type[Model], what: str, missing: str) -> Model:
+    """Parse ``path`` into ``model``; a ConfigError says what is wrong (``what`` names the file's
+    role, ``missing`` what to say when it does not exist)."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {missing}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: invalid {what}\n{format_validation_error(exc)}") from None
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per problem: the dotted key, what is wrong, and the value given."""
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key (misspelled, or not used by this version)"
+        given = (
+            "" if error["type"] in {"missing", "extra_forbidden"} else f" (got {error['input']!r})"
+        )
+        lines.append(f"  - {key}: {message}{given}")
+    return "\n".join(lines)
