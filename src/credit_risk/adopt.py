@@ -63,6 +63,7 @@ class Choices:
     entity: str = "record"
     entity_plural: str | None = None
     decisions: tuple[str, str] = ("flag", "pass")
+    labels: tuple[str, str] | None = None  # words for the positive and the other outcome
     max_categories: int = MAX_CATEGORIES
 
 
@@ -181,8 +182,8 @@ def infer_contract(frame: pd.DataFrame, choices: Choices) -> Contract:
         "target": {
             "column": choices.target,
             "positive": positive,
-            "positive_label": _label(positive, "positive"),
-            "negative_label": _label(negative, "negative"),
+            "positive_label": choices.labels[0] if choices.labels else _label(positive, "positive"),
+            "negative_label": choices.labels[1] if choices.labels else _label(negative, "negative"),
         },
         "decisions": {
             "at_or_above_threshold": choices.decisions[0],
@@ -211,7 +212,10 @@ def _floor2(value: float) -> float:
 
 
 def _label(value: object, fallback: str) -> str:
-    word = slug(str(value)) if not isinstance(value, bool) else str(value).lower()
+    """A word for an outcome: the value itself when it is a word ("yes"), else the fallback."""
+    if not isinstance(value, str):
+        return fallback
+    word = slug(value)
     return word if WORD.match(word) and len(word) <= 40 else fallback
 
 
@@ -390,10 +394,13 @@ def _arguments() -> Choices:
         metavar=("AT_OR_ABOVE", "BELOW"),
         help="the two decisions' words",
     )
+    parser.add_argument("--labels", nargs=2, metavar=("POSITIVE", "OTHER"),
+                        help="words for the two outcomes, e.g. bad good (default: the values "
+                        "when they are words)")  # fmt: skip
     parser.add_argument("--max-categories", type=int, default=MAX_CATEGORIES,
                         help="most distinct values a text column may have")  # fmt: skip
     args = parser.parse_args()
-    for word in (args.entity, args.entity_plural, *args.decisions):
+    for word in (args.entity, args.entity_plural, *args.decisions, *(args.labels or ())):
         if word is not None and not WORD.match(word):
             parser.error(f"{word!r}: use a lower-case word (letters, digits, _)")
     return Choices(
@@ -405,6 +412,7 @@ def _arguments() -> Choices:
         entity=args.entity,
         entity_plural=args.entity_plural,
         decisions=(args.decisions[0], args.decisions[1]),
+        labels=(args.labels[0], args.labels[1]) if args.labels else None,
         max_categories=args.max_categories,
     )
 

@@ -87,6 +87,16 @@ def test_adopt_writes_the_contract_params_and_data(repo: Path, churn_csv: Path) 
     assert any("raises_probability" in item for item in review)
 
 
+def test_outcome_words_default_to_the_values_or_come_from_labels(churn_csv: Path) -> None:
+    frame = read_csv(churn_csv)
+    frame["churned"] = (frame["churned"] == "yes").astype(int).astype(str)  # 1/0, not words
+    terms = infer_contract(frame, churn(churn_csv, positive="1"))
+    assert (terms.target.positive, terms.target.positive_label) == (1, "positive")
+    assert terms.target.negative_label == "negative"
+    terms = infer_contract(frame, churn(churn_csv, positive="1", labels=("churn", "stay")))
+    assert (terms.target.positive_label, terms.target.negative_label) == ("churn", "stay")
+
+
 def test_data_already_in_the_repository_is_not_copied(repo: Path, churn_csv: Path) -> None:
     inside = repo / "data" / "mine.csv"
     inside.parent.mkdir()
