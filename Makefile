@@ -54,7 +54,7 @@ bench: setup ## Time the pipeline: per stage, no-op, and on 10k/100k/1M syntheti
 
 serve: setup ## Serve the pipeline's model on 127.0.0.1:3000 (PORT=...), after make repro
 	tag=$$(python -m credit_risk.serving.model_store --from-pipeline) && \
-		CREDIT_RISK_MODEL_TAG=$$tag bentoml serve credit_risk.serving.service:CreditRiskService \
+		bentoml serve credit_risk.serving.service:CreditRiskService --arg model_tag=$$tag \
 		--host 127.0.0.1 --port $(PORT)
 
 bento: setup ## Build the bento: service + the pipeline's model + pinned packages (prints its tag)
@@ -62,8 +62,7 @@ bento: setup ## Build the bento: service + the pipeline's model + pinned package
 
 serve-bento: setup ## Serve a built bento: make serve-bento BENTO=credit-risk:<version>
 	@test -n "$(BENTO)" || { echo "usage: make serve-bento BENTO=<tag printed by make bento>"; exit 2; }
-	tag=$$(python -m credit_risk.serving.bento model $(BENTO)) && \
-		CREDIT_RISK_MODEL_TAG=$$tag bentoml serve $(BENTO) --host 127.0.0.1 --port $(PORT)
+	bentoml serve $(BENTO) --host 127.0.0.1 --port $(PORT)
 
 bench-service: setup ## Service latency and throughput vs in-process and mlflow models serve
 	$(PYTHON) benchmarks/service.py

@@ -5,28 +5,27 @@
     python -m credit_risk.serving.bento model credit-risk:<version>   # the model a bento pins
 
 `build` prints the bento's tag. What gets packaged is configured in pyproject.toml
-([tool.bentoml.build]); the packages are requirements-serve.lock, pinned with hashes.
+([tool.bentoml.build]); the packages are requirements-serve.lock, pinned with hashes. The bento
+carries, as bento arguments, the exact model tag and the `serve` settings, so that
+`bentoml serve <bento>` (and its container) needs no variable, no params.yaml and no network.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 
 import bentoml
 
-from credit_risk.config import load_params
+from credit_risk.config import Serve, load_params
 from credit_risk.errors import CreditRiskError
-from credit_risk.serving import MODEL_TAG_VARIABLE
 from credit_risk.serving.model_store import import_from_pipeline, import_from_registry
 from credit_risk.stage import run
 
 
-def build(model_tag: str) -> str:
-    """Build a bento serving ``model_tag``; return the bento's tag."""
-    # The service reads its model tag when it is imported, which the build does.
-    os.environ[MODEL_TAG_VARIABLE] = model_tag
-    return str(bentoml.bentos.build_bentofile(build_ctx=".").tag)
+def build(model_tag: str, settings: Serve) -> str:
+    """Build a bento serving ``model_tag`` with ``settings``; return the bento's tag."""
+    arguments = {"model_tag": model_tag, "serve": settings.model_dump()}
+    return str(bentoml.bentos.build_bentofile(build_ctx=".", args=arguments).tag)
 
 
 def pinned_model(bento_tag: str) -> str:
@@ -64,7 +63,7 @@ def main() -> None:
         parser.error("--alias/--version go with --registered-model")
     else:
         stored = import_from_pipeline(params)
-    print(build(str(stored.tag)))
+    print(build(str(stored.tag), params.serve))
 
 
 if __name__ == "__main__":

@@ -54,11 +54,15 @@ class RowEncoder:
         self.width, self.scaled, self.one_hot = width, scaled, one_hot
 
     @classmethod
-    def from_pipeline(cls, pipeline: Pipeline) -> RowEncoder | None:
-        """An encoder for a StandardScaler + OneHotEncoder ColumnTransformer, else None."""
-        preprocess = pipeline.named_steps.get("preprocess")
-        if preprocess is None or getattr(preprocess, "remainder", None) != "drop":
-            return None
+    def from_pipeline(cls, pipeline: Pipeline) -> tuple[RowEncoder | None, str]:
+        """An encoder for exactly [StandardScaler + OneHotEncoder ColumnTransformer, classifier],
+        else None and the reason."""
+        names = [name for name, _ in pipeline.steps]
+        if names[:1] != ["preprocess"] or len(names) != 2:
+            return None, f"the pipeline's steps are {names}, not ['preprocess', <classifier>]"
+        preprocess = pipeline.named_steps["preprocess"]
+        if getattr(preprocess, "remainder", None) != "drop":
+            return None, "the preprocessing passes columns through (remainder is not 'drop')"
         scaled: list[_Scaled] = []
         one_hot: list[_OneHot] = []
         offset = 0
@@ -75,8 +79,8 @@ class RowEncoder:
                     one_hot.append(_OneHot(column, offset, positions))
                     offset += len(categories)
             else:
-                return None
-        return cls(offset, scaled, one_hot)
+                return None, f"the preprocessing step {name!r} is {type(step).__name__}"
+        return cls(offset, scaled, one_hot), "the fast path reproduces this preprocessing"
 
     def encode(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """The model matrix for ``rows``; a category outside the fitted ones is a ValueError."""

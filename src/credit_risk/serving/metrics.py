@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Sequence
 
 import numpy as np
 from prometheus_client import Counter, Histogram
 
+from credit_risk.schema import contract
+
 PROBABILITY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 
+# Named for what they measure, not the example's domain: the contract's outcome and decision
+# words are label values, so dashboards and alerts carry over to an adopted data set.
 probability_histogram = Histogram(
-    name="credit_risk_probability_bad",
-    documentation="Predicted probability of bad credit risk, per scored applicant",
-    labelnames=["endpoint"],
+    name="model_probability",
+    documentation="Predicted probability of the positive outcome, per scored record",
+    labelnames=["endpoint", "model_version", "outcome"],
     buckets=PROBABILITY_BUCKETS,
 )
 decision_counter = Counter(
-    name="credit_risk_decisions_total",
-    documentation="Scored applicants by decision",
-    labelnames=["endpoint", "decision"],
+    name="model_decisions_total",
+    documentation="Scored records by decision",
+    labelnames=["endpoint", "model_version", "decision"],
 )
 
 
@@ -43,9 +48,11 @@ def observe_all(histogram: Histogram, values: np.ndarray) -> None:
     total.inc(float(np.sum(values)))
 
 
-def record_scores(endpoint: str, probabilities: np.ndarray, decisions: Sequence[str]) -> None:
-    observe_all(probability_histogram.labels(endpoint=endpoint), probabilities)
-    for decision in ("approve", "decline"):
-        count = sum(1 for d in decisions if d == decision)
-        if count:
-            decision_counter.labels(endpoint=endpoint, decision=decision).inc(count)
+def record_scores(
+    endpoint: str, model_version: str, probabilities: np.ndarray, decisions: Sequence[str]
+) -> None:
+    outcome = contract().target.positive_label
+    histogram = probability_histogram.labels(endpoint, model_version, outcome)
+    observe_all(histogram, probabilities)
+    for decision, count in collections.Counter(decisions).items():
+        decision_counter.labels(endpoint, model_version, decision).inc(count)

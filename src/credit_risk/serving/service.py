@@ -1,10 +1,14 @@
-"""The BentoML service: score applicants, explain a score, report health and metrics.
+"""The BentoML service: score records, explain a score, report health and metrics.
 
-    CREDIT_RISK_MODEL_TAG=credit-risk:<version> bentoml serve credit_risk.serving.service
+The service is told which stored model to serve by a bento argument, ``model_tag``, which a
+built bento carries with the `serve` settings (`python -m credit_risk.serving.bento build`), so
+``bentoml serve <bento>`` needs nothing else. For development, serve a stored model directly::
 
-(`make serve` imports the pipeline's model and does this.) The model is a declared dependency,
-so `bentoml build` packages exactly the tagged version. Settings come from the `serve` section
-of params.yaml (path in CREDIT_RISK_PARAMS, default ./params.yaml).
+    bentoml serve credit_risk.serving.service:CreditRiskService --arg model_tag=<name>:<version>
+
+(`make serve` imports the pipeline's model and does this; the settings then come from the
+`serve` section of ./params.yaml, or the file CREDIT_RISK_PARAMS names.) The model is a declared
+dependency, so `bentoml build` packages exactly the tagged version. "latest" is refused.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Annotated, Any
 import bentoml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from credit_risk.config import load_params
+from credit_risk.config import Serve, load_params
 from credit_risk.errors import ConfigError
 from credit_risk.schema import contract, example_record, feature_columns
 from credit_risk.serving import MODEL_TAG_VARIABLE, PARAMS_VARIABLE
@@ -34,11 +38,10 @@ from credit_risk.serving.api_models import (
     score_model,
     scores_model,
 )
-from credit_risk.serving.guard import RequestGuard
+from credit_risk.serving.docs import docs_page
+from credit_risk.serving.guard import REQUEST_ID_HEADER, RequestGuard
 from credit_risk.serving.metrics import record_scores
 from credit_risk.serving.scorer import ModelFiles, Scorer
-
-EXPLANATION_METHOD = "exact interventional Shapley values of the log-odds"
 
 # Service logs go under bentoml.* so that BentoML's logging set-up shows them at INFO.
 log = logging.getLogger("bentoml.credit_risk")
@@ -47,41 +50,36 @@ log.setLevel(logging.INFO)
 
 class RejectedRequestFilter(logging.Filter):
     """BentoML logs a client's validation error as an ERROR with a traceback that repeats the
-    request's values (personal data). Log it instead as one WARNING line naming only the
-    fields and problems."""
+    request's values (personal data). Drop it: the guard logs every rejected request as one
+    line with its request id, naming only the fields and problems."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, ValidationError):
-            problems = [
-                f"{'.'.join(str(part) for part in e['loc']) or '(body)'}: {e['type']}"
-                for e in error.errors(include_input=False)
-            ]
-            record.msg = json.dumps({"event": "rejected", "problems": problems})
-            record.args = ()
-            record.exc_info = None
-            record.exc_text = None
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-        return True
+        return not isinstance(error, ValidationError)
 
 
 logging.getLogger("bentoml._internal.server.http_app").addFilter(RejectedRequestFilter())
 
 
-def _model_tag() -> str:
-    tag = os.environ.get(MODEL_TAG_VARIABLE, "").strip()
+def _release() -> tuple[str, Serve]:
+    """The model to serve and the settings: the bento's arguments, else the development ones."""
+    given = vars(bentoml.use_arguments())
+    tag = str(given.get("model_tag") or os.environ.get(MODEL_TAG_VARIABLE, "")).strip()
     if not tag or tag.endswith(":latest") or ":" not in tag:
         raise ConfigError(
-            f"set {MODEL_TAG_VARIABLE} to the exact model to serve, e.g. credit-risk:0123abcd "
-            "(`python -m credit_risk.serving.model_store --from-pipeline` prints it)"
+            "name the exact model to serve: `--arg model_tag=<name>:<version>` (or "
+            f"{MODEL_TAG_VARIABLE}); `python -m credit_risk.serving.model_store "
+            "--from-pipeline` prints it, and a bento built by `make bento` carries it"
         )
-    return tag
+    if given.get("serve") is not None:
+        return tag, Serve.model_validate(given["serve"])
+    return tag, load_params(Path(os.environ.get(PARAMS_VARIABLE, "params.yaml"))).serve
 
 
-SETTINGS = load_params(Path(os.environ.get(PARAMS_VARIABLE, "params.yaml"))).serve
-MODEL_TAG = _model_tag()
+MODEL_TAG, SETTINGS = _release()
 # The request model follows the served model: contract features it does not use are optional.
-_USED: list[str] = list(bentoml.models.get(MODEL_TAG).info.metadata["features"])  # type: ignore[arg-type]
+_STORED: dict[str, Any] = dict(bentoml.models.get(MODEL_TAG).info.metadata)
+_USED: list[str] = list(_STORED["features"])
 Record: Any = record_model(optional=set(feature_columns()) - set(_USED))
 Batch: Any = Annotated[list[Record], Field(min_length=1, max_length=SETTINGS.max_batch_size)]
 Score: Any = score_model()
@@ -92,6 +90,8 @@ EXAMPLE = example_record()
 # The request's keys are the contract's words ("applicant", "applicants"); in Python they are
 # `record` and `records`, the endpoints' argument names.
 ENTITY, ENTITIES = contract().entity, contract().entity_plural
+# The log line counts the records that got the decision at or above the threshold, by its word.
+SCORER_POSITIVE_KEY = contract().decisions.at_or_above_threshold
 
 
 class ScoreRequest(bentoml.IODescriptor):
@@ -105,7 +105,7 @@ class BatchRequest(bentoml.IODescriptor):
 
 
 @bentoml.service(
-    name="credit-risk",
+    name=SETTINGS.model_name,
     workers=SETTINGS.workers,
     threads=SETTINGS.threads,
     traffic={"timeout": SETTINGS.timeout_seconds},
@@ -155,15 +155,14 @@ class CreditRiskService:
             raise bentoml.exceptions.ServiceUnavailable("the model is not loaded")
         return self.scorer
 
-    def _score(
-        self, endpoint: str, applicants: list[dict[str, Any]], ctx: bentoml.Context
-    ) -> list[Any]:
+    def _score(self, endpoint: str, rows: list[dict[str, Any]], ctx: bentoml.Context) -> list[Any]:
         started = time.perf_counter()
         scorer = self._scorer()
-        probabilities = scorer.score(applicants)
+        probabilities = scorer.score(rows)
         decisions = scorer.decisions(probabilities)
-        record_scores(endpoint, probabilities, decisions)
-        self._record(endpoint, ctx, started, len(applicants), decisions.count("decline"))
+        record_scores(endpoint, self.model_version, probabilities, decisions)
+        positive = decisions.count(scorer.positive_decision)
+        self._record(endpoint, ctx, started, len(rows), positive)
         return [
             Score(
                 **{PROBABILITY: float(p)},
@@ -175,20 +174,15 @@ class CreditRiskService:
         ]
 
     def _record(
-        self, endpoint: str, ctx: bentoml.Context, started: float, rows: int, declined: int
+        self, endpoint: str, ctx: bentoml.Context, started: float, rows: int, positive: int
     ) -> None:
-        """A structured log line per request, and the ids a caller can quote."""
-        request_id = format(ctx.request.scope.get("request_id", 0), "016x")
-        client_id = ctx.request.headers.get("x-request-id")
-        ctx.response.headers["X-Request-ID"] = client_id or request_id
-        ctx.response.headers["X-Model-Version"] = self.model_version
+        """A structured log line per request (the guard gave it its id and response headers)."""
         entry = {
             "event": endpoint,
-            "request_id": request_id,
-            "client_request_id": client_id,
+            "request_id": ctx.request.headers.get(REQUEST_ID_HEADER),
             "model": self.model_version,
-            "applicants": rows,
-            "declined": declined,
+            "rows": rows,
+            SCORER_POSITIVE_KEY: positive,
             "ms": round((time.perf_counter() - started) * 1000, 2),
         }
         log.info(json.dumps(entry))
@@ -222,10 +216,13 @@ class CreditRiskService:
             baseline_log_odds=round(explanation.baseline_log_odds, 6),
             log_odds=round(explanation.log_odds, 6),
             contributions=contributions,
-            method=EXPLANATION_METHOD,
+            method=explanation.method,
         )
 
 
 CreditRiskService.add_asgi_middleware(  # type: ignore[attr-defined]
-    RequestGuard, max_body_bytes=SETTINGS.max_body_bytes
+    RequestGuard,
+    max_body_bytes=SETTINGS.max_body_bytes,
+    model_version=MODEL_TAG,
+    docs_page=docs_page(MODEL_TAG, SETTINGS, set(_USED), float(_STORED["decision_threshold"])),
 )

@@ -1,10 +1,16 @@
-"""The service class in process (ASGI, no server): requests, errors, health and metrics."""
+"""The service class in process (ASGI, no server): requests, errors, ids, docs and health.
+
+Every request is built from the contract (its example, its words), so these tests hold for an
+adopted data set.
+"""
 
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,10 +19,13 @@ from types import ModuleType
 import pytest
 from starlette.testclient import TestClient
 
-from credit_risk.schema import EXAMPLE_APPLICANT
+from credit_risk.schema import contract, example_record, feature_columns
+from credit_risk.serving.api_models import probability_field
 from credit_risk.serving.scorer import ModelFiles, Scorer
 
 ROOT = Path(__file__).resolve().parents[3]
+ONE, MANY = contract().entity, contract().entity_plural
+EXAMPLE = example_record()
 
 
 @pytest.fixture(scope="module")
@@ -35,75 +44,88 @@ def client(service: ModuleType) -> Iterator[TestClient]:
         yield client
 
 
-def test_scores_one_applicant(client: TestClient, model_tag: str, model_files: ModelFiles) -> None:
-    response = client.post("/score", json={"applicant": EXAMPLE_APPLICANT})
+def test_scores_one_record(client: TestClient, model_tag: str, model_files: ModelFiles) -> None:
+    response = client.post("/score", json={ONE: EXAMPLE})
     assert response.status_code == 200
     body = response.json()
     expected = Scorer.load(model_files)
-    probability = expected.probabilities(expected.frame([EXAMPLE_APPLICANT]))[0]
-    assert body["probability_bad"] == pytest.approx(probability, abs=1e-12)
-    assert body["decision"] == ("decline" if probability >= 0.5 else "approve")
+    probability = expected.probabilities(expected.frame([EXAMPLE]))[0]
+    assert body[probability_field()] == pytest.approx(probability, abs=1e-12)
+    decisions = contract().decisions
+    above = probability >= expected.threshold
+    assert body["decision"] == (
+        decisions.at_or_above_threshold if above else decisions.below_threshold
+    )
     assert body["model_version"] == model_tag == response.headers["x-model-version"]
 
 
-def test_scores_a_batch_in_order(client: TestClient, source_split) -> None:
-    rows = source_split[1].drop(columns="risk").head(50).to_dict("records")
-    response = client.post("/score_batch", json={"applicants": rows})
+def test_scores_a_batch_in_order(client: TestClient, source_split, roles) -> None:
+    rows = source_split[1].drop(columns=roles.target).head(50).to_dict("records")
+    response = client.post("/score_batch", json={MANY: rows})
     assert response.status_code == 200
     scores = response.json()["scores"]
     assert len(scores) == 50
-    singles = [client.post("/score", json={"applicant": r}).json() for r in rows[:3]]
+    singles = [client.post("/score", json={ONE: r}).json() for r in rows[:3]]
     # Batch and single-row arithmetic may differ in the last bit; nothing more.
-    assert [s["probability_bad"] for s in scores[:3]] == pytest.approx(
-        [s["probability_bad"] for s in singles], abs=1e-12
-    )
+    field = probability_field()
+    assert [s[field] for s in scores[:3]] == pytest.approx([s[field] for s in singles], abs=1e-12)
 
 
-def test_explains_a_score(client: TestClient) -> None:
-    body = client.post("/explain", json={"applicant": EXAMPLE_APPLICANT}).json()
+def test_explains_a_score(client: TestClient, params) -> None:
+    body = client.post("/explain", json={ONE: EXAMPLE}).json()
     contributions = [c["contribution"] for c in body["contributions"]]
     assert body["log_odds"] == pytest.approx(
         body["baseline_log_odds"] + sum(contributions), abs=1e-4
     )
     assert [abs(c) for c in contributions] == sorted((abs(c) for c in contributions), reverse=True)
-    assert {c["feature"] for c in body["contributions"]} == set(EXAMPLE_APPLICANT) - {"sex"}
+    used = set(feature_columns()) - set(params.train.drop_features)
+    assert {c["feature"] for c in body["contributions"]} == used
+    assert "Shapley" in body["method"]
 
 
-def test_client_request_id_is_echoed(client: TestClient) -> None:
-    response = client.post(
-        "/score", json={"applicant": EXAMPLE_APPLICANT}, headers={"x-request-id": "loan-42"}
-    )
-    assert response.headers["x-request-id"] == "loan-42"
+def test_client_request_id_is_echoed_and_a_new_one_given_otherwise(client: TestClient) -> None:
+    response = client.post("/score", json={ONE: EXAMPLE}, headers={"x-request-id": "case-42"})
+    assert response.headers["x-request-id"] == "case-42"
+    generated = client.post("/score", json={ONE: EXAMPLE}).headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{16}", generated)
+    forged = client.post("/score", json={ONE: EXAMPLE}, headers={"x-request-id": "a\tb c"})
+    assert forged.headers["x-request-id"] != "a\tb c"
 
 
-@pytest.mark.parametrize(
-    ("payload", "field"),
-    [
-        ({"applicant": {**EXAMPLE_APPLICANT, "age": 12}}, ["applicant", "age"]),
-        ({"applicant": {**EXAMPLE_APPLICANT, "purpose": "yacht"}}, ["applicant", "purpose"]),
-        (
-            {"applicant": {**EXAMPLE_APPLICANT, "credit_amount": "5000"}},
-            ["applicant", "credit_amount"],
-        ),
-        ({"applicant": {**EXAMPLE_APPLICANT, "extra": 1}}, ["applicant", "extra"]),
-        ({"applicant": EXAMPLE_APPLICANT, "debug": True}, ["debug"]),
-        ({}, ["applicant"]),
-        ([EXAMPLE_APPLICANT], []),
-    ],
-)
-def test_bad_requests_get_400_naming_the_field(
-    client: TestClient, payload: object, field: list
-) -> None:
-    response = client.post("/score", json=payload)
-    assert response.status_code == 400
-    assert [d["loc"] for d in response.json()["detail"]] == [field]
+def bad_payloads(roles) -> list[tuple[object, list]]:
+    """(payload, the location the 400 must name): one per kind of mistake."""
+    numeric, category = roles.bounded_numeric(), roles.first("categorical")
+    return [
+        ({ONE: {**EXAMPLE, numeric: roles.too_large(numeric)}}, [ONE, numeric]),
+        ({ONE: {**EXAMPLE, category: roles.unknown_category(category)}}, [ONE, category]),
+        ({ONE: {**EXAMPLE, numeric: str(EXAMPLE[numeric])}}, [ONE, numeric]),
+        ({ONE: {**EXAMPLE, "not a field": 1}}, [ONE, "not a field"]),
+        ({ONE: EXAMPLE, "debug": True}, ["debug"]),
+        ({}, [ONE]),
+        ([EXAMPLE], []),
+    ]
+
+
+def test_bad_requests_get_400_naming_the_field(client: TestClient, roles) -> None:
+    for payload, field in bad_payloads(roles):
+        response = client.post("/score", json=payload, headers={"x-request-id": "bad-1"})
+        assert response.status_code == 400, payload
+        assert [d["loc"] for d in response.json()["detail"]] == [field], payload
+        assert response.headers["x-request-id"] == "bad-1"  # refused responses carry it too
+
+
+def test_refused_content_type_and_size_carry_the_ids(client: TestClient, model_tag: str) -> None:
+    response = client.post("/score", content=b"x=1", headers={"content-type": "text/plain"})
+    assert response.status_code == 415
+    assert response.headers["x-request-id"] and response.headers["x-model-version"] == model_tag
+    assert client.get("/no-such-page").headers["x-request-id"]
 
 
 def test_batch_limits(client: TestClient, service: ModuleType) -> None:
-    empty = client.post("/score_batch", json={"applicants": []})
+    empty = client.post("/score_batch", json={MANY: []})
     assert empty.status_code == 400 and empty.json()["detail"][0]["type"] == "too_short"
     limit = service.SETTINGS.max_batch_size
-    over = client.post("/score_batch", json={"applicants": [EXAMPLE_APPLICANT] * (limit + 1)})
+    over = client.post("/score_batch", json={MANY: [EXAMPLE] * (limit + 1)})
     assert over.status_code in (400, 413)
 
 
@@ -113,24 +135,43 @@ def test_health(client: TestClient) -> None:
     assert client.get("/readyz").status_code == 200
 
 
-def test_openapi_documents_a_working_example(client: TestClient) -> None:
+def test_openapi_documents_a_working_example(client: TestClient, model_tag: str) -> None:
     spec = client.get("/docs.json").json()
-    applicant = spec["components"]["schemas"]["Applicant"]
-    assert applicant["example"] == EXAMPLE_APPLICANT
-    example_response = client.post("/score", json={"applicant": applicant["example"]})
-    assert example_response.status_code == 200
-    assert spec["paths"]["/score"]["post"]["requestBody"]["required"] is True
+    assert spec["info"]["version"] == model_tag
+    request = spec["paths"]["/score"]["post"]["requestBody"]
+    assert request["required"] is True
+    body = request["content"]["application/json"]["schema"]
+    assert body["required"] == [ONE] and body["additionalProperties"] is False
+    record = spec["components"]["schemas"][body["properties"][ONE]["$ref"].split("/")[-1]]
+    assert record["example"] == EXAMPLE
+    assert client.post("/score", json={ONE: record["example"]}).status_code == 200
 
 
-def test_rejected_requests_are_logged_without_their_values(service: ModuleType) -> None:
-    try:
-        service.Applicant.model_validate({**EXAMPLE_APPLICANT, "purpose": "secret-yacht"})
-    except Exception as error:
-        exc_info = (type(error), error, error.__traceback__)
-    record = logging.LogRecord(
-        "x", logging.ERROR, __file__, 1, "Exception on %s", ("/score",), exc_info
-    )
-    assert service.RejectedRequestFilter().filter(record)
-    text = logging.Formatter().format(record)
-    assert "secret-yacht" not in text and "purpose: literal_error" in text
-    assert record.levelname == "WARNING"
+def test_the_docs_page_is_the_projects_own(client: TestClient, model_tag: str) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    text = page.text
+    assert model_tag in text and probability_field() in text
+    for name in feature_columns():
+        assert f"<code>{name}</code>" in text or name in text
+    # No outside host: no absolute URL, no protocol-relative one, no script at all.
+    assert not re.search(r"(?i)(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text), "an outside host"
+    assert "<script" not in text.lower() and "<img" not in text.lower()
+    assert client.get("/docs").text == text
+
+
+def test_a_rejected_request_is_logged_once_without_its_values(
+    client: TestClient, roles, caplog: pytest.LogCaptureFixture
+) -> None:
+    category = roles.first("categorical")
+    secret = "secret-value-" + "x" * 8
+    with caplog.at_level(logging.INFO):
+        response = client.post(
+            "/score", json={ONE: {**EXAMPLE, category: secret}}, headers={"x-request-id": "r-7"}
+        )
+    assert response.status_code == 400
+    assert secret not in caplog.text
+    (line,) = [r.getMessage() for r in caplog.records if '"rejected"' in r.getMessage()]
+    entry = json.loads(line)
+    assert entry["request_id"] == "r-7" and entry["status"] == 400
+    assert any(problem.startswith(f"{ONE}.{category}:") for problem in entry["problems"])
