@@ -1,11 +1,15 @@
+"""The numpy fast path: equal to the pipeline, checked at load, and never trusted blindly."""
+
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import pytest
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import MinMaxScaler
+from sklearn.preprocessing import FunctionTransformer, MinMaxScaler
 
 from credit_risk.config import Params
 from credit_risk.model import model_features
@@ -18,33 +22,89 @@ from credit_risk.train import explain_background, model_info
 def test_encoder_matches_the_pipeline(source_split, each_model) -> None:
     _, test = source_split
     chosen, pipeline = each_model
-    encoder = RowEncoder.from_pipeline(pipeline)
+    encoder, _ = RowEncoder.from_pipeline(pipeline)
     assert encoder is not None
     features = model_features(chosen.train)
     expected = pipeline.named_steps["preprocess"].transform(test[features])
     np.testing.assert_array_equal(encoder.encode(test[features].to_dict("records")), expected)
 
 
-def test_unknown_category_is_a_clear_error(trained, source_split, params: Params) -> None:
-    encoder = RowEncoder.from_pipeline(trained)
-    row = source_split[1].drop(columns="risk").iloc[0].to_dict() | {"housing": "castle"}
-    with pytest.raises(ValueError, match="housing: unknown category 'castle'"):
+def test_unknown_category_is_a_clear_error(trained, source_split, params: Params, roles) -> None:
+    encoder, _ = RowEncoder.from_pipeline(trained)
+    assert encoder is not None
+    category = next(c for c in roles.features("categorical") if c in model_features(params.train))
+    unknown = roles.unknown_category(category)
+    row = source_split[1].iloc[0].to_dict() | {category: unknown}
+    with pytest.raises(ValueError, match=f"{category}: unknown category {unknown!r}"):
         encoder.encode([row])
 
 
-def test_other_preprocessing_falls_back_to_the_pipeline(source_split, params: Params) -> None:
-    train, test = source_split
-    numeric = ["age", "duration", "credit_amount"]
-    pipeline = Pipeline(
-        [
-            ("preprocess", ColumnTransformer([("numeric", MinMaxScaler(), numeric)])),
-            ("classifier", LogisticRegression()),
-        ]
-    ).fit(train[numeric], positive_labels(train))
-    assert RowEncoder.from_pipeline(pipeline) is None
-    info = model_info(params, len(train), "x") | {"features": numeric}
-    scorer = Scorer(pipeline, info, explain_background(train, params)[numeric])
-    rows = test[numeric].head(10).to_dict("records")
+def scorer_for(pipeline: Pipeline, features: list[str], source_split, params: Params) -> Scorer:
+    train, _ = source_split
+    info = model_info(params, len(train), "x") | {"features": features}
+    return Scorer(pipeline, info, explain_background(train, params)[features])
+
+
+def fitted(steps: list, source_split, features: list[str]) -> Pipeline:
+    train, _ = source_split
+    return Pipeline(steps).fit(train[features], positive_labels(train))
+
+
+def test_other_preprocessing_falls_back_to_the_pipeline(
+    source_split, params: Params, roles, caplog: pytest.LogCaptureFixture
+) -> None:
+    numeric = roles.features("numeric")
+    if not numeric:
+        pytest.skip("no numeric feature")
+    pipeline = fitted(
+        [("preprocess", ColumnTransformer([("numeric", MinMaxScaler(), numeric)])),
+         ("classifier", LogisticRegression())],
+        source_split, numeric,
+    )  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="bentoml.credit_risk"):
+        scorer = scorer_for(pipeline, numeric, source_split, params)
+    assert scorer.encoder is None and "MinMaxScaler" in caplog.text
+    rows = source_split[1][numeric].head(10)
     np.testing.assert_allclose(
-        scorer.score(rows), pipeline.predict_proba(test[numeric].head(10))[:, 1]
+        scorer.score(rows.to_dict("records")), pipeline.predict_proba(rows)[:, 1]
     )
+
+
+def test_an_extra_step_falls_back_and_still_scores_right(
+    trained, source_split, params: Params, caplog: pytest.LogCaptureFixture
+) -> None:
+    features = model_features(params.train)
+    doubled = Pipeline(
+        [("preprocess", trained.named_steps["preprocess"]),
+         ("double", FunctionTransformer(lambda x: 2 * x)),
+         ("classifier", trained.named_steps["classifier"])]
+    )  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="bentoml.credit_risk"):
+        scorer = scorer_for(doubled, features, source_split, params)
+    assert scorer.encoder is None and "'double'" in caplog.text
+    rows = source_split[1][features].head(20)
+    np.testing.assert_allclose(
+        scorer.score(rows.to_dict("records")), doubled.predict_proba(rows)[:, 1], atol=1e-12
+    )
+
+
+def test_a_fast_path_that_disagrees_is_not_used(
+    trained, source_split, params: Params, monkeypatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    features = model_features(params.train)
+    original = RowEncoder.encode
+    monkeypatch.setattr(RowEncoder, "encode", lambda self, rows: original(self, rows) + 0.01)
+    with caplog.at_level(logging.WARNING, logger="bentoml.credit_risk"):
+        scorer = scorer_for(trained, features, source_split, params)
+    assert scorer.encoder is None and "differs from the pipeline" in caplog.text
+    rows = source_split[1][features].head(20)
+    np.testing.assert_allclose(
+        scorer.score(rows.to_dict("records")), trained.predict_proba(rows)[:, 1], atol=1e-12
+    )
+
+
+def test_the_checked_fast_path_is_used_for_the_shipped_model(
+    trained, source_split, params: Params
+) -> None:
+    scorer = scorer_for(trained, model_features(params.train), source_split, params)
+    assert scorer.encoder is not None

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 
-from credit_risk.serving.metrics import PROBABILITY_BUCKETS, observe_all
+from credit_risk.schema import contract
+from credit_risk.serving.metrics import PROBABILITY_BUCKETS, observe_all, record_scores
 
 
 def samples(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
@@ -29,3 +30,13 @@ def test_bulk_observation_equals_single_observations() -> None:
     sums = got.pop(("p_sum", "")), expected.pop(("p_sum", ""))
     assert got == expected  # every bucket and the count, exactly
     assert abs(sums[0] - sums[1]) < 1e-9  # the sum, up to the order of additions
+
+
+def test_scores_are_counted_by_model_version_and_decision() -> None:
+    above = contract().decisions.at_or_above_threshold
+    outcome = contract().target.positive_label
+    record_scores("score", "m:test-1", np.array([0.2, 0.7, 0.9]), ["x", above, above])
+    labels = {"endpoint": "score", "model_version": "m:test-1"}
+    assert REGISTRY.get_sample_value("model_decisions_total", {**labels, "decision": above}) == 2
+    assert REGISTRY.get_sample_value("model_probability_count", {**labels, "outcome": outcome}) == 3
+    assert REGISTRY.get_sample_value("model_decisions_total", {**labels, "decision": "x"}) == 1
