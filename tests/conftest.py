@@ -222,10 +222,11 @@ class LocalServer:
 
     ``command`` may contain "{port}". Entering waits until GET ``ready_path`` answers 200 and
     gives the base URL; the server's output goes to ``log_file`` and is shown if it fails.
+    ``env`` adds variables to this process's environment; a None value removes one.
     """
 
     def __init__(
-        self, command: list[str], cwd: Path, log_file: Path, ready_path: str, **env: str
+        self, command: list[str], cwd: Path, log_file: Path, ready_path: str, **env: str | None
     ) -> None:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
@@ -233,7 +234,8 @@ class LocalServer:
         self.command = [part.replace("{port}", str(self.port)) for part in command]
         self.cwd, self.log_file, self.ready_path = cwd, log_file, ready_path
         venv_bin = Path(sys.executable).parent
-        self.env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}", **env}
+        merged = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}", **env}
+        self.env = {name: value for name, value in merged.items() if value is not None}
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> str:
