@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -14,11 +15,13 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.generation.modes import GenerationMode
 
-from credit_risk.schema import EXAMPLE_APPLICANT
+from credit_risk.schema import contract, example_record
+from credit_risk.serving.api_models import probability_field
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 FUZZ_EXAMPLES = 150  # per operation: several hundred requests over the service's endpoints
+ONE, MANY = contract().entity, contract().entity_plural
 
 
 def request(url: str, body: bytes | None = None, content_type: str = "application/json"):
@@ -47,64 +50,94 @@ def post_json(url: str, payload: object) -> tuple[int, dict]:
 def server(model_tag: str, local_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`bentoml serve` of the test model on a free loopback port."""
     command = ["bentoml", "serve", "credit_risk.serving.service:CreditRiskService",
+               "--arg", f"model_tag={model_tag}",
                "--host", "127.0.0.1", "--port", "{port}"]  # fmt: skip
     log_file = tmp_path_factory.mktemp("serve") / "serve.log"
     with local_server(
         command, ROOT, log_file, "/readyz",
-        CREDIT_RISK_MODEL_TAG=model_tag, CREDIT_RISK_PARAMS=str(ROOT / "params.yaml"),
+        CREDIT_RISK_MODEL_TAG=None, CREDIT_RISK_PARAMS=str(ROOT / "params.yaml"),
     ) as base:  # fmt: skip
         yield base
 
 
 def test_scores_over_http(server: str, model_tag: str) -> None:
-    status, body = post_json(f"{server}/score", {"applicant": EXAMPLE_APPLICANT})
+    status, body = post_json(f"{server}/score", {ONE: example_record()})
     assert status == 200
-    assert body["model_version"] == model_tag and body["decision"] in ("approve", "decline")
+    decisions = contract().decisions
+    assert body["model_version"] == model_tag
+    assert body["decision"] in (decisions.at_or_above_threshold, decisions.below_threshold)
 
 
-def test_served_scores_equal_offline_predictions(server: str, trained, german_split) -> None:
-    _, test = german_split
-    rows = test.drop(columns="risk")
-    status, body = post_json(f"{server}/score_batch", {"applicants": rows.to_dict("records")})
+def test_served_scores_equal_offline_predictions(
+    server: str, trained, source_split, params, roles
+) -> None:
+    _, test = source_split
+    rows = test.drop(columns=roles.target)
+    status, body = post_json(f"{server}/score_batch", {MANY: rows.to_dict("records")})
     assert status == 200
-    served = np.array([s["probability_bad"] for s in body["scores"]])
-    offline = trained.predict_proba(rows.drop(columns="sex"))[:, 1]
+    served = np.array([s[probability_field()] for s in body["scores"]])
+    offline = trained.predict_proba(rows.drop(columns=params.train.drop_features))[:, 1]
+    # The same model in the same process kind: equal up to the last bits of the arithmetic.
     np.testing.assert_allclose(served, offline, rtol=0, atol=1e-12)
-    assert [s["decision"] == "decline" for s in body["scores"]] == list(offline >= 0.5)
+    above = contract().decisions.at_or_above_threshold
+    threshold = params.train.decision_threshold
+    assert [s["decision"] == above for s in body["scores"]] == list(offline >= threshold)
 
 
 @pytest.mark.parametrize(
     ("body", "content_type", "status"),
     [
-        (b'{"applicant": {"age": 30}}', "application/json", 400),
-        (b'{"applicant": ', "application/json", 400),
+        (json.dumps({ONE: {}}).encode(), "application/json", 400),
+        (f'{{"{ONE}": '.encode(), "application/json", 400),
         (b"", "application/json", 400),
-        (b"age=30", "application/x-www-form-urlencoded", 415),
+        (b"x=30", "application/x-www-form-urlencoded", 415),
         (b"--x\r\n", "multipart/form-data", 415),
         (b"{}", "text/plain", 415),
-        (b'{"applicant": "' + b"x" * 2_000_000 + b'"}', "application/json", 413),
+        (f'{{"{ONE}": "'.encode() + b"x" * 2_000_000 + b'"}', "application/json", 413),
     ],
 )
 def test_bad_requests_are_4xx_with_a_reason(
     server: str, body: bytes, content_type: str, status: int
 ) -> None:
-    answered, _, text = request(f"{server}/score", body, content_type)
+    answered, headers, text = request(f"{server}/score", body, content_type)
     assert answered == status
     assert json.loads(text)["error"]
+    assert headers["x-request-id"] and headers["x-model-version"]
 
 
-def test_health_metrics_and_ids(server: str) -> None:
+def test_health_metrics_and_ids(server: str, model_tag: str) -> None:
     assert request(f"{server}/livez")[0] == 200
-    _, headers, _ = request(
-        f"{server}/score", json.dumps({"applicant": EXAMPLE_APPLICANT}).encode()
-    )
-    assert headers["x-request-id"] and headers["x-model-version"].startswith("credit-risk:")
+    _, headers, _ = request(f"{server}/score", json.dumps({ONE: example_record()}).encode())
+    assert headers["x-request-id"] and headers["x-model-version"] == model_tag
     status, _, metrics = request(f"{server}/metrics")
     text = metrics.decode()
     assert status == 200
-    assert "credit_risk_probability_bad_bucket" in text
-    assert "credit_risk_decisions_total" in text
+    version = f'model_version="{model_tag}"'
+    assert any(
+        line.startswith("model_probability_bucket") and version in line
+        for line in text.splitlines()
+    )
+    assert any(
+        line.startswith("model_decisions_total") and version in line for line in text.splitlines()
+    )
     assert "bentoml_service_request_total" in text
+
+
+def test_the_docs_page_names_no_outside_host(server: str, model_tag: str) -> None:
+    """The page, and everything it links to on the service, names no other host."""
+    status, headers, page = request(f"{server}/")
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    text = page.decode()
+    assert model_tag in text
+    linked = set(re.findall(r"(?:href|src)=['\"]([^'\"]+)['\"]", text))
+    assert linked and all(link.startswith("/") and not link.startswith("//") for link in linked)
+    texts = [text]
+    for link in sorted(linked):
+        answered, _, body = request(f"{server}{link}")
+        assert answered == 200, link
+        texts.append(body.decode(errors="replace"))
+    for content in texts:
+        assert not re.search(r"(?i)(https?:)?//(?!127\.0\.0\.1)[a-z0-9-]+(\.[a-z0-9-]+)+", content)
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])

@@ -97,3 +97,15 @@ JSON numbers (finite), and categories must be given exactly as listed.</p>
 <table><tr><th>field</th><th>type</th><th>allowed</th><th>meaning</th></tr>{fields}</table>
 </body></html>
 """
+
+
+def spec_info(model_version: str, settings: Serve) -> dict[str, str]:
+    """The OpenAPI document's ``info``: this service's title, version and a plain description."""
+    terms = contract()
+    description = (
+        f"Scores {terms.entity} records with model {model_version}: "
+        f"probability_{terms.target.positive_label} and a decision. The page at / describes "
+        "every endpoint and the data contract behind each request."
+    )
+    title = f"{settings.model_name} scoring service"
+    return {"title": title, "version": model_version, "description": description}

@@ -68,9 +68,10 @@ async def _send_error(send: Send, status: int, message: str) -> None:
 
 
 def corrected_spec(spec: dict[str, Any], info: dict[str, str] | None = None) -> dict[str, Any]:
-    """The OpenAPI document with its own info, required request bodies and the real errors."""
+    """The OpenAPI document with its own info (replacing BentoML's, whose description links to
+    outside hosts), required request bodies and the real error schema."""
     if info:
-        spec["info"] = {**spec.get("info", {}), **info}
+        spec["info"] = dict(info)
     schemas = spec.get("components", {}).get("schemas", {})
     for name in ERROR_SCHEMAS:
         if name in schemas:
@@ -103,11 +104,13 @@ class RequestGuard:
         max_body_bytes: int = 1 << 20,
         model_version: str = "",
         docs_page: str = "",
+        spec_info: dict[str, str] | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.model_version = model_version
         self.docs_page = docs_page.encode()
+        self.spec_info = spec_info
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -224,8 +227,7 @@ class RequestGuard:
                 return
             body = b"".join(chunks)
             if start.get("status") == 200:
-                info = {"version": self.model_version} if self.model_version else None
-                body = json.dumps(corrected_spec(json.loads(body), info)).encode()
+                body = json.dumps(corrected_spec(json.loads(body), self.spec_info)).encode()
             headers = [
                 (k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"
             ]

@@ -38,7 +38,7 @@ from credit_risk.serving.api_models import (
     score_model,
     scores_model,
 )
-from credit_risk.serving.docs import docs_page
+from credit_risk.serving.docs import docs_page, spec_info
 from credit_risk.serving.guard import REQUEST_ID_HEADER, RequestGuard
 from credit_risk.serving.metrics import record_scores
 from credit_risk.serving.scorer import ModelFiles, Scorer
@@ -225,4 +225,5 @@ CreditRiskService.add_asgi_middleware(  # type: ignore[attr-defined]
     max_body_bytes=SETTINGS.max_body_bytes,
     model_version=MODEL_TAG,
     docs_page=docs_page(MODEL_TAG, SETTINGS, set(_USED), float(_STORED["decision_threshold"])),
+    spec_info=spec_info(MODEL_TAG, SETTINGS),
 )
