@@ -16,9 +16,14 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
 
 from credit_risk.files import write_with
+from credit_risk.schema import POSITIVE_CLASS, outcome_names
 
 MAX_CURVE_POINTS = 1000
 CALIBRATION_BINS = 10
+# Plot data is written at this many decimals: finer than any plot shows, and coarse enough that
+# the last bits of floating point arithmetic, which differ between CPUs and BLAS kernels (about
+# 1e-15), never change a written value (`dvc plots diff` then shows real changes only).
+PLOT_DECIMALS = 6
 
 
 def _thin(frame: pd.DataFrame) -> pd.DataFrame:
@@ -34,21 +39,22 @@ def curves(labels: pd.Series, scores: pd.Series, decisions: pd.Series) -> dict[s
     fpr, tpr, _ = roc_curve(labels, scores)
     precision, recall, _ = precision_recall_curve(labels, scores)
     observed, predicted = calibration_curve(labels, scores, n_bins=CALIBRATION_BINS)
+    names = outcome_names()
     return {
-        "roc": _thin(pd.DataFrame({"fpr": fpr, "tpr": tpr})),
-        "precision_recall": _thin(pd.DataFrame({"recall": recall, "precision": precision})),
-        "calibration": pd.DataFrame({"mean_predicted": predicted, "fraction_bad": observed}),
+        "roc": _thin(pd.DataFrame({"fpr": fpr, "tpr": tpr})).round(PLOT_DECIMALS),
+        "precision_recall": _thin(pd.DataFrame({"recall": recall, "precision": precision})).round(
+            PLOT_DECIMALS
+        ),
+        "calibration": pd.DataFrame(
+            {"mean_predicted": predicted, "observed_share": observed}
+        ).round(PLOT_DECIMALS),
         "confusion": pd.DataFrame(
             {
-                "actual": labels.map(_outcome).to_numpy(),
-                "predicted": decisions.map(_outcome).to_numpy(),
+                "actual": labels.map(names).to_numpy(),
+                "predicted": decisions.map(names).to_numpy(),
             }
         ),
     }
-
-
-def _outcome(value: int) -> str:
-    return "bad" if value == 1 else "good"
 
 
 def _to_csv(table: pd.DataFrame, path: Path) -> None:
@@ -82,12 +88,13 @@ def write_figures(
     pr = tables["precision_recall"]
     figure, axes = plt.subplots(figsize=(5, 5))
     axes.plot(pr["recall"], pr["precision"])
-    axes.set(xlabel="Recall (bad risks found)", ylabel="Precision", title="Precision-recall")
+    found = f"Recall ({outcome_names()[POSITIVE_CLASS]} outcomes found)"
+    axes.set(xlabel=found, ylabel="Precision", title="Precision-recall")
     axes.set_ylim(0, 1.02)
     _save(figure, folder / "precision_recall.png")
 
     confusion = tables["confusion"]
-    order = ["good", "bad"]
+    order = [outcome_names()[1 - POSITIVE_CLASS], outcome_names()[POSITIVE_CLASS]]
     matrix = confusion_matrix(confusion["actual"], confusion["predicted"], labels=order)
     figure, axes = plt.subplots(figsize=(4.5, 4))
     image = axes.imshow(matrix, cmap="Blues")
@@ -102,9 +109,14 @@ def write_figures(
 
     calibration = tables["calibration"]
     figure, axes = plt.subplots(figsize=(5, 5))
-    axes.plot(calibration["mean_predicted"], calibration["fraction_bad"], marker="o", label="model")
+    positive = outcome_names()[POSITIVE_CLASS]
+    axes.plot(
+        calibration["mean_predicted"], calibration["observed_share"], marker="o", label="model"
+    )
     axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
-    axes.set(xlabel="Mean predicted probability of bad risk", ylabel="Observed share of bad risks")
+    axes.set(
+        xlabel=f"Mean predicted probability of {positive}", ylabel=f"Observed share of {positive}"
+    )
     axes.set_title("Calibration")
     axes.legend(loc="upper left")
     _save(figure, folder / "calibration.png")

@@ -10,8 +10,12 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
+
+from credit_risk.config import load_params
+from credit_risk.reproducibility import compare_locks
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -40,17 +44,9 @@ def post_json(url: str, payload: object) -> dict:
 
 
 @pytest.fixture(scope="module")
-def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def reproduced(tmp_path_factory: pytest.TempPathFactory, repository_copy) -> Path:
     """A fresh clone-like copy of the repository after one full `dvc repro`."""
-    listed = sh(ROOT, "git", "ls-files", "-z", "--cached", "--others", "--exclude-standard")
-    workspace = tmp_path_factory.mktemp("clone")
-    for name in filter(None, listed.stdout.split("\0")):
-        if (ROOT / name).is_file():
-            (workspace / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, workspace / name)
-    sh(workspace, "git", "init", "-q", "-b", "main")
-    sh(workspace, "git", "add", "-A")
-    sh(workspace, "git", "commit", "-q", "-m", "clone")
+    workspace = repository_copy(tmp_path_factory.mktemp("clone"))
     sh(workspace, "dvc", "repro")
     return workspace
 
@@ -66,15 +62,29 @@ def test_repro_produces_every_output(reproduced: Path) -> None:
     for key in ("raw", "validated", "train", "test", "model", "model_info", "metrics", "fairness"):
         assert (reproduced / params["paths"][key]).is_file(), key
     metrics = json.loads((reproduced / params["paths"]["metrics"]).read_text())
-    assert metrics["roc_auc"] >= 0.70
+    assert metrics["roc_auc"] >= params["gate"]["min_roc_auc"]
     figures = {p.name for p in (reproduced / params["paths"]["figures"]).iterdir()}
     assert {"roc.png", "calibration.png", "confusion_matrix.png"} <= figures
 
 
 def test_repro_matches_the_committed_lock(reproduced: Path) -> None:
-    """Same code, data and params give byte-identical outputs: dvc.lock does not change."""
-    diff = sh(reproduced, "git", "diff", "--stat", "--", "dvc.lock")
-    assert diff.stdout == "", f"dvc.lock is stale (run `make repro`, commit it):\n{diff.stdout}"
+    """Same code, data and params: the data bit for bit, the model's numbers within tolerance.
+
+    Fails when dvc.lock is stale (code, params or data changed and nobody reran `make repro`),
+    not when this CPU's BLAS kernel trains a model file with other bytes.
+    """
+    committed = yaml.safe_load(sh(reproduced, "git", "show", "HEAD:dvc.lock").stdout)
+    current = yaml.safe_load((reproduced / "dvc.lock").read_text())
+
+    def read(path: str) -> bytes:
+        shown = subprocess.run(["git", "show", f"HEAD:{path}"], cwd=reproduced, capture_output=True)
+        if shown.returncode:
+            raise FileNotFoundError(path)
+        return shown.stdout
+
+    problems = compare_locks(committed, current, load_params(reproduced / "params.yaml").paths,
+                             reproduced, read)  # fmt: skip
+    assert not problems, "dvc.lock is stale (run `make repro`, commit it):\n" + "\n".join(problems)
 
 
 def test_second_repro_does_nothing(reproduced: Path) -> None:
@@ -83,17 +93,18 @@ def test_second_repro_does_nothing(reproduced: Path) -> None:
     assert "Running stage" not in done.stdout
 
 
-def test_corrupted_source_stops_at_validate(reproduced: Path, tmp_path: Path) -> None:
+def test_corrupted_source_stops_at_validate(reproduced: Path, tmp_path: Path, roles) -> None:
     workspace = copy_of(reproduced, tmp_path)
     params = yaml.safe_load((workspace / "params.yaml").read_text())
     model = workspace / params["paths"]["model"]
     metrics = workspace / params["paths"]["metrics"]
     before = model.read_bytes(), metrics.read_bytes()
 
-    lines = (workspace / "data/raw/credit.csv").read_text().splitlines()
-    lines[5] = lines[5].rsplit(",", 1)[0] + ",150"  # age out of range
-    lines[9] = lines[9].replace("radio/TV", "spaceship").replace("car", "spaceship")
-    (workspace / "data/external/corrupt.csv").write_text("\n".join(lines) + "\n")
+    numeric, category = roles.bounded_numeric(), roles.first("categorical", str)
+    frame = pd.read_csv(workspace / params["paths"]["raw"], dtype=str, keep_default_na=False)
+    frame.loc[4, numeric] = str(roles.too_large(numeric))  # CSV line 6
+    frame.loc[8, category] = "spaceship"  # CSV line 10
+    frame.to_csv(workspace / "data/external/corrupt.csv", index=False)
     params["ingest"]["file"] = "data/external/corrupt.csv"
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
@@ -101,10 +112,10 @@ def test_corrupted_source_stops_at_validate(reproduced: Path, tmp_path: Path) ->
 
     assert done.returncode != 0
     assert "validate stage failed" in done.stderr
-    assert "column 'age': less_than_or_equal_to(100) fails for 1 row, e.g. line 6: '150'" in (
-        done.stderr
-    )
-    assert "column 'purpose'" in done.stderr
+    too_large = roles.too_large(numeric)
+    assert f"column '{numeric}': less_than_or_equal_to(" in done.stderr
+    assert f"fails for 1 row, e.g. line 6: '{too_large}'" in done.stderr
+    assert f"column '{category}': isin(" in done.stderr and "line 10: 'spaceship'" in done.stderr
     assert "Running stage 'train'" not in done.stdout
     assert (model.read_bytes(), metrics.read_bytes()) == before
     report = json.loads((workspace / params["paths"]["validation_report"]).read_text())
@@ -142,8 +153,10 @@ def test_mlflow_server_shows_the_tracked_run(
                "--host", "127.0.0.1", "--port", "{port}", "--workers", "1"]  # fmt: skip
     with local_server(command, workspace, tmp_path / "mlflow.log", "/health") as server:
         base = f"{server}/api/2.0/mlflow"
+        experiment_name = load_params(workspace / "params.yaml").tracking.experiment
         found = post_json(
-            f"{base}/experiments/search", {"filter": "name = 'credit-risk'", "max_results": 10}
+            f"{base}/experiments/search",
+            {"filter": f"name = '{experiment_name}'", "max_results": 10},
         )
         (experiment,) = found["experiments"]
         ids = [experiment["experiment_id"]]
@@ -153,7 +166,8 @@ def test_mlflow_server_shows_the_tracked_run(
             if {"key": "train.logistic_regression.C", "value": "0.05"} in r["data"]["params"]
         ]  # fmt: skip
         metrics = {m["key"] for m in run["data"]["metrics"]}
-        assert {"train_roc_auc", "test_roc_auc", "gap_sex_roc_auc", "gap_age_band_f1"} <= metrics
+        assert {"train_roc_auc", "test_roc_auc"} <= metrics
+        assert any(name.startswith("gap_") for name in metrics)
         tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
         assert len(tags["lineage.git_commit"]) == 40
         assert tags["lineage.train_data_md5"] and tags["lineage.model_md5"]
