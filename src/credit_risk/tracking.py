@@ -2,6 +2,10 @@
 
 By default runs go to a SQLite store inside the repository (``mlruns/``, ignored by git), so no
 server is needed. ``MLFLOW_TRACKING_URI`` points everything at a shared server instead.
+
+DVC runs queued experiments (``dvc exp run --queue``, ``dvc queue start -j N``) in temporary
+copies of the repository that it deletes afterwards; it tells each stage the real project's root
+in ``DVC_ROOT``, so the default store is resolved there and the runs outlive the copies.
 """
 
 from __future__ import annotations
@@ -13,16 +17,20 @@ from urllib.parse import unquote, urlparse
 import mlflow
 from mlflow.entities import Run
 
+from credit_risk.errors import CreditRiskError
+
 LOCAL_STORE = Path("mlruns")
 MODEL_MD5_TAG = "lineage.model_md5"
+PROJECT_ROOT_VARIABLE = "DVC_ROOT"  # set by DVC for every stage it runs, queued ones included
 
 
 def tracking_uri() -> str:
-    """The tracking URI in force: the environment's, else the local SQLite store."""
+    """The tracking URI in force: the environment's, else the project's local SQLite store."""
     configured = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
     if configured:
         return configured
-    return f"sqlite:///{(LOCAL_STORE / 'mlflow.db').resolve()}"
+    root = Path(os.environ.get(PROJECT_ROOT_VARIABLE) or ".")
+    return f"sqlite:///{(root / LOCAL_STORE / 'mlflow.db').resolve()}"
 
 
 def _sqlite_database(uri: str) -> Path | None:
@@ -56,12 +64,22 @@ def use_experiment(name: str) -> str:
 
 
 def run_for_model(experiment_id: str, model_md5: str) -> Run | None:
-    """The newest run that trained the model file with this MD5, if this store has one."""
+    """The run that trained the model file with this MD5, if this store has one.
+
+    `train` logs one run per distinct model file, so more than one is an inconsistency (two
+    runs racing, or runs copied between stores): refused, naming the runs, rather than guessed.
+    """
     runs = mlflow.search_runs(
         experiment_ids=[experiment_id],
         filter_string=f"tags.`{MODEL_MD5_TAG}` = '{model_md5}'",
         order_by=["attributes.start_time DESC"],
-        max_results=1,
+        max_results=10,
         output_format="list",
     )
+    if len(runs) > 1:
+        ids = ", ".join(run.info.run_id for run in runs)
+        raise CreditRiskError(
+            f"{len(runs)} MLflow runs claim the model file with MD5 {model_md5} ({ids}); "
+            "delete all but one (mlflow runs delete --run-id ...) so its lineage is unambiguous"
+        )
     return runs[0] if runs else None

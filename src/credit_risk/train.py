@@ -28,7 +28,7 @@ from credit_risk.lineage import lineage_tags
 from credit_risk.model import build_pipeline, model_features, predict_positive
 from credit_risk.schema import positive_labels, positive_outcome
 from credit_risk.stage import run
-from credit_risk.tracking import MODEL_MD5_TAG, use_experiment
+from credit_risk.tracking import MODEL_MD5_TAG, run_for_model, use_experiment
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,18 @@ def model_requirements() -> list[str]:
 
 
 def log_run(pipeline: Pipeline, frame: pd.DataFrame, params: Params, model_path: Path) -> str:
-    """Log the training run to MLflow and return its id."""
+    """Log the training run to MLflow and return its id.
+
+    A model file whose exact bytes a run already tracks (a rerun on the same code, data and
+    params, on the same kind of CPU) is not logged twice: that run is its lineage.
+    """
     experiment_id = use_experiment(params.tracking.experiment)
+    tracked = run_for_model(experiment_id, md5(model_path))
+    if tracked is not None:
+        log.info(
+            "run %s already tracks this exact model file; not logging another", tracked.info.run_id
+        )
+        return tracked.info.run_id
     features = frame[model_features(params.train)]
     train_auc = roc_auc_score(positive_labels(frame), predict_positive(pipeline, features))
     example = features.head(INPUT_EXAMPLE_ROWS)

@@ -79,5 +79,5 @@ def test_bentoml_serve_needs_nothing_but_the_bento(
 
 
 def test_unknown_bento_is_a_clear_error() -> None:
-    with pytest.raises(CreditRiskError, match="no bento credit-risk:nope"):
-        pinned_model("credit-risk:nope")
+    with pytest.raises(CreditRiskError, match="no bento no-such-bento:nope"):
+        pinned_model("no-such-bento:nope")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import pytest
 import yaml
@@ -21,7 +24,12 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def sh(cwd: Path, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+QUEUE_SECONDS = 600  # two queued experiments on two workers take about a minute here
+
+
+def sh(
+    cwd: Path, *command: str, check: bool = True, unset: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -30,6 +38,8 @@ def sh(cwd: Path, *command: str, check: bool = True) -> subprocess.CompletedProc
         "GIT_COMMITTER_NAME": "test",
         "GIT_COMMITTER_EMAIL": "test@example.invalid",
     }
+    for name in unset:
+        env.pop(name, None)
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     if check and done.returncode != 0:
         raise AssertionError(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
@@ -171,3 +181,40 @@ def test_mlflow_server_shows_the_tracked_run(
         tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
         assert len(tags["lineage.git_commit"]) == 40
         assert tags["lineage.train_data_md5"] and tags["lineage.model_md5"]
+
+
+def test_queued_parallel_experiments_land_in_the_project_store(
+    reproduced: Path, tmp_path: Path
+) -> None:
+    """`dvc exp run --queue` + `dvc queue start -j 2` run in temporary copies that DVC deletes;
+    their MLflow runs must land in the project's own default store all the same."""
+    workspace = copy_of(reproduced, tmp_path)
+    default_store = ("MLFLOW_TRACKING_URI",)  # the project's own mlruns/, as a user has it
+    values = ("0.05", "0.5")
+    for value in values:
+        sh(workspace, "dvc", "exp", "run", "--queue", "-S",
+           f"train.logistic_regression.C={value}", unset=default_store)  # fmt: skip
+    sh(workspace, "dvc", "queue", "start", "-j", "2", unset=default_store)
+    try:
+        deadline = time.monotonic() + QUEUE_SECONDS
+        while True:
+            status = sh(workspace, "dvc", "queue", "status", unset=default_store).stdout
+            if not re.search(r"\b(Queued|Running)\b", status):
+                break
+            assert time.monotonic() < deadline, f"queue still busy:\n{status}"
+            time.sleep(3)
+        assert status.count("Success") >= 2, status
+    finally:
+        sh(workspace, "dvc", "queue", "stop", "--kill", check=False, unset=default_store)
+    store = workspace / "mlruns" / "mlflow.db"
+    assert store.is_file(), "no MLflow store in the project"
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store}")
+    experiment = client.get_experiment_by_name(
+        load_params(workspace / "params.yaml").tracking.experiment
+    )
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    by_value = {run.data.params.get("train.logistic_regression.C"): run for run in runs}
+    for value in values:
+        assert value in by_value, sorted(by_value)
+        assert "test_roc_auc" in by_value[value].data.metrics  # evaluate found its run too

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from credit_risk.config import MODEL_TYPES, Params
-from credit_risk.errors import DataError
+from credit_risk.errors import CreditRiskError, DataError
 from credit_risk.files import md5, write_json
 from credit_risk.model import build_pipeline, model_features, predict_positive
 from credit_risk.schema import positive_labels
@@ -58,7 +58,8 @@ def test_flat_params_hold_only_the_chosen_model(params: Params) -> None:
     assert others and not any(key.startswith(tuple(f"train.{o}." for o in others)) for key in flat)
 
 
-def test_run_is_logged_with_lineage(trained, source_split, params: Params, tmp_path: Path) -> None:
+def logged_model(trained, source_split, params: Params, tmp_path: Path, experiment: str):
+    """The train stage's files for ``trained``, and params that log to ``experiment``."""
     train, _ = source_split
     train_file = tmp_path / "train.parquet"
     train.to_parquet(train_file, index=False)
@@ -70,7 +71,15 @@ def test_run_is_logged_with_lineage(trained, source_split, params: Params, tmp_p
     paths = params.paths.model_copy(
         update={"train": train_file, "model_info": info_file, "background": background_file}
     )
-    local = params.model_copy(update={"paths": paths})
+    tracking = params.tracking.model_copy(update={"experiment": experiment})
+    local = params.model_copy(update={"paths": paths, "tracking": tracking})
+    return train, train_file, model_file, local
+
+
+def test_run_is_logged_with_lineage(trained, source_split, params: Params, tmp_path: Path) -> None:
+    train, train_file, model_file, local = logged_model(
+        trained, source_split, params, tmp_path, "lineage"
+    )
 
     run_id = log_run(trained, train, local, model_file)
 
@@ -78,8 +87,8 @@ def test_run_is_logged_with_lineage(trained, source_split, params: Params, tmp_p
     assert run.data.tags["lineage.train_data_md5"] == md5(train_file)
     assert run.data.tags[MODEL_MD5_TAG] == md5(model_file)
     assert len(run.data.tags["lineage.git_commit"]) in (40, len("unknown"))
-    assert run.data.params["train.model"] == "logistic_regression"
-    assert run.data.metrics["train_roc_auc"] > 0.7
+    assert run.data.params["train.model"] == params.train.model
+    assert run.data.metrics["train_roc_auc"] > 0.5
     logged = mlflow.sklearn.load_model(f"runs:/{run_id}/model")
     features = train[model_features(params.train)].head(20)
     pd.testing.assert_series_equal(
@@ -87,8 +96,30 @@ def test_run_is_logged_with_lineage(trained, source_split, params: Params, tmp_p
     )
     served = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="serving")
     assert sorted(p.name for p in Path(served).iterdir()) == ["background.parquet", "model.json"]
-    found = run_for_model(use_experiment(params.tracking.experiment), md5(model_file))
+    found = run_for_model(use_experiment("lineage"), md5(model_file))
     assert found is not None and found.info.run_id == run_id
+
+
+def test_the_same_model_file_is_tracked_by_one_run(
+    trained, source_split, params: Params, tmp_path: Path
+) -> None:
+    train, _, model_file, local = logged_model(trained, source_split, params, tmp_path, "rerun")
+    first = log_run(trained, train, local, model_file)
+    again = log_run(trained, train, local, model_file)
+    assert again == first
+    assert len(mlflow.search_runs(experiment_names=["rerun"], output_format="list")) == 1
+
+
+def test_two_runs_claiming_one_model_file_are_refused(params: Params) -> None:
+    experiment = use_experiment("ambiguous")
+    ids = []
+    for _ in range(2):
+        with mlflow.start_run(experiment_id=experiment) as run:
+            mlflow.set_tag(MODEL_MD5_TAG, "0" * 32)
+            ids.append(run.info.run_id)
+    with pytest.raises(CreditRiskError, match="2 MLflow runs claim the model file") as error:
+        run_for_model(experiment, "0" * 32)
+    assert all(run_id in str(error.value) for run_id in ids)
 
 
 def test_explain_background_is_a_seeded_sample(source_split, params: Params) -> None:

@@ -20,19 +20,23 @@ from credit_risk.serving.scorer import ModelFiles, Scorer
 from credit_risk.train import log_run
 
 
-def test_tag_is_derived_from_the_model_files(model_tag: str, model_files: ModelFiles) -> None:
-    assert model_tag == f"credit-risk:{content_version(model_files)}"
+def test_tag_is_derived_from_the_model_files(
+    model_tag: str, model_files: ModelFiles, params: Params
+) -> None:
+    assert model_tag == f"{params.serve.model_name}:{content_version(model_files)}"
     stored = bentoml.models.get(model_tag)
-    assert stored.info.metadata["decision_threshold"] == 0.5
-    assert stored.info.labels == {"source": "test", "model_type": "logistic_regression"}
+    assert stored.info.metadata["decision_threshold"] == params.train.decision_threshold
+    assert stored.info.labels == {"source": "test", "model_type": params.train.model}
 
 
-def test_a_changed_threshold_is_a_new_version(model_files: ModelFiles, tmp_path) -> None:
+def test_a_changed_threshold_is_a_new_version(
+    model_files: ModelFiles, tmp_path, params: Params
+) -> None:
     changed = ModelFiles(model_files.model, tmp_path / "model.json", model_files.background)
     info = json.loads(model_files.info.read_text()) | {"decision_threshold": 0.3}
     changed.info.write_text(json.dumps(info))
     assert content_version(changed) != content_version(model_files)
-    stored = store("credit-risk", changed, {"source": "test"})
+    stored = store(params.serve.model_name, changed, {"source": "test"})
     assert stored.info.metadata["decision_threshold"] == 0.3
 
 
