@@ -63,23 +63,32 @@ def use_experiment(name: str) -> str:
     return experiment_id
 
 
-def run_for_model(experiment_id: str, model_md5: str) -> Run | None:
-    """The run that trained the model file with this MD5, if this store has one.
-
-    `train` logs one run per distinct model file, so more than one is an inconsistency (two
-    runs racing, or runs copied between stores): refused, naming the runs, rather than guessed.
-    """
+def runs_for_model(experiment_id: str, model_md5: str) -> list[Run]:
+    """Every active run tagged with this model file's MD5, the first to start first."""
     runs = mlflow.search_runs(
         experiment_ids=[experiment_id],
         filter_string=f"tags.`{MODEL_MD5_TAG}` = '{model_md5}'",
-        order_by=["attributes.start_time DESC"],
-        max_results=10,
+        max_results=50,
         output_format="list",
     )
+    return sorted(runs, key=lambda run: (run.info.start_time, run.info.run_id))
+
+
+def run_for_model(experiment_id: str, model_md5: str) -> Run | None:
+    """The run that trained the model file with this MD5, if this store has one.
+
+    `train` keeps one run per distinct model file, so more than one is an inconsistency (runs
+    copied between stores, or logged by an older version): refused, naming the runs, rather
+    than guessed.
+    """
+    runs = runs_for_model(experiment_id, model_md5)
     if len(runs) > 1:
-        ids = ", ".join(run.info.run_id for run in runs)
+        listed = ", ".join(
+            f"{run.info.run_id} (commit {run.data.tags.get('lineage.git_commit', '?')[:12]})"
+            for run in runs
+        )
         raise CreditRiskError(
-            f"{len(runs)} MLflow runs claim the model file with MD5 {model_md5} ({ids}); "
-            "delete all but one (mlflow runs delete --run-id ...) so its lineage is unambiguous"
+            f"{len(runs)} MLflow runs claim the model file with MD5 {model_md5}: {listed}; "
+            "delete all but one (`mlflow runs delete --run-id ...`) so its lineage is unambiguous"
         )
     return runs[0] if runs else None

@@ -28,7 +28,7 @@ from credit_risk.lineage import lineage_tags
 from credit_risk.model import build_pipeline, model_features, predict_positive
 from credit_risk.schema import positive_labels, positive_outcome
 from credit_risk.stage import run
-from credit_risk.tracking import MODEL_MD5_TAG, run_for_model, use_experiment
+from credit_risk.tracking import MODEL_MD5_TAG, run_for_model, runs_for_model, use_experiment
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +89,13 @@ def log_run(pipeline: Pipeline, frame: pd.DataFrame, params: Params, model_path:
     """Log the training run to MLflow and return its id.
 
     A model file whose exact bytes a run already tracks (a rerun on the same code, data and
-    params, on the same kind of CPU) is not logged twice: that run is its lineage.
+    params, on the same kind of CPU) is not logged twice: that run is its lineage. Two runs
+    racing to log the same file (parallel queued experiments) settle it after logging: the one
+    that started first stays, the other deletes itself.
     """
     experiment_id = use_experiment(params.tracking.experiment)
-    tracked = run_for_model(experiment_id, md5(model_path))
+    model_md5 = md5(model_path)
+    tracked = run_for_model(experiment_id, model_md5)
     if tracked is not None:
         log.info(
             "run %s already tracks this exact model file; not logging another", tracked.info.run_id
@@ -106,7 +109,7 @@ def log_run(pipeline: Pipeline, frame: pd.DataFrame, params: Params, model_path:
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
         signature = infer_signature(example, pipeline.predict_proba(example))
     tags = lineage_tags({"train_data": params.paths.train})
-    tags[MODEL_MD5_TAG] = md5(model_path)
+    tags[MODEL_MD5_TAG] = model_md5
     with mlflow.start_run(experiment_id=experiment_id, run_name=params.train.model) as active:
         mlflow.set_tags(tags)
         mlflow.log_params(flat_params(params))
@@ -122,7 +125,11 @@ def log_run(pipeline: Pipeline, frame: pd.DataFrame, params: Params, model_path:
         # What the service needs beside the pipeline, so a registry version can be served.
         mlflow.log_artifact(str(params.paths.model_info), artifact_path=SERVING_ARTIFACTS)
         mlflow.log_artifact(str(params.paths.background), artifact_path=SERVING_ARTIFACTS)
-        return active.info.run_id
+    first = runs_for_model(experiment_id, model_md5)[0].info.run_id
+    if first != active.info.run_id:
+        mlflow.delete_run(active.info.run_id)
+        log.info("run %s logged this model file first; this run is deleted", first)
+    return first
 
 
 def explain_background(frame: pd.DataFrame, params: Params) -> pd.DataFrame:

@@ -140,3 +140,18 @@ def test_lineage_outside_git_says_unknown(tmp_path: Path, monkeypatch: pytest.Mo
     tags = lineage_tags({"train_data": data})
     assert tags["lineage.git_commit"] == "unknown" and tags["lineage.git_dirty"] == "unknown"
     assert tags["lineage.train_data_md5"] == md5(data)
+
+
+def test_two_runs_racing_for_one_model_file_settle_on_the_first(
+    trained, source_split, params: Params, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both check before either has logged (parallel queued experiments): the first stays."""
+    train, _, model_file, local = logged_model(trained, source_split, params, tmp_path, "race")
+    experiment = use_experiment("race")
+    with mlflow.start_run(experiment_id=experiment) as rival:
+        mlflow.set_tag(MODEL_MD5_TAG, md5(model_file))  # logged first, after our check
+    monkeypatch.setattr("credit_risk.train.run_for_model", lambda *_: None)
+    assert log_run(trained, train, local, model_file) == rival.info.run_id
+    assert [r.info.run_id for r in mlflow.search_runs([experiment], output_format="list")] == [
+        rival.info.run_id
+    ]
