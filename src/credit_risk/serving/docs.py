@@ -90,7 +90,7 @@ field and the problem.</p>
 <h2>Endpoints</h2>
 <table><tr><th>method</th><th>path</th><th>what it does</th></tr>{rows}</table>
 <h2>Example</h2>
-<pre>curl -X POST /score -H 'Content-Type: application/json' -d '{escape(example)}'</pre>
+<pre>curl -X POST "$SERVICE/score" -H 'Content-Type: application/json' -d '{escape(example)}'</pre>
 <h2>The data contract</h2>
 <p>Every field is required unless marked optional; no other field is accepted, numbers must be
 JSON numbers (finite), and categories must be given exactly as listed.</p>
