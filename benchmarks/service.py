@@ -62,7 +62,8 @@ from _load import HEADERS, Load, LoadGenerator, load_generator
 from credit_risk.config import Params, load_params
 from credit_risk.files import md5, write_json
 from credit_risk.lineage import git_commit, git_dirty
-from credit_risk.schema import TARGET
+from credit_risk.schema import contract, target_column
+from credit_risk.serving.api_models import probability_field
 from credit_risk.serving.scorer import ModelFiles, Scorer
 from credit_risk.tracking import run_for_model, tracking_uri
 
@@ -130,7 +131,7 @@ def note(message: str) -> None:
 
 def applicants(path: Path) -> list[dict[str, Any]]:
     """The held-out rows as the contract's columns (no target), in plain JSON types."""
-    frame = pd.read_parquet(path).drop(columns=[TARGET])
+    frame = pd.read_parquet(path).drop(columns=[target_column()])
     return list(json.loads(frame.to_json(orient="records")))
 
 
@@ -147,9 +148,9 @@ def encode(payload: object) -> bytes:
 def request_bodies(rows: Sequence[dict[str, Any]], features: Sequence[str]) -> Bodies:
     # MLflow's signature has the model's features only (no `sex`); BentoML takes the contract.
     return Bodies(
-        score=[encode({"applicant": row}) for row in rows],
+        score=[encode({contract().entity: row}) for row in rows],
         batches={
-            size: [encode({"applicants": batch}) for batch in batches(rows, size, 4)]
+            size: [encode({contract().entity_plural: batch}) for batch in batches(rows, size, 4)]
             for size in BATCH_SIZES
         },
         mlflow=[encode({"dataframe_records": [{f: row[f] for f in features}]}) for row in rows],
@@ -365,7 +366,7 @@ def bench_bento(bench: Bench, run: ServerRun, expected: float) -> ServerRun:
         ready = wait_ready(server, f"{url}/readyz", run.workers)
         run.readyz_seconds, run.all_ready_seconds = ready
         note(f"{run.label}: ready in {run.readyz_seconds} s, measuring")
-        check_score(f"{url}/score", bodies.score[0], "probability_bad", expected)
+        check_score(f"{url}/score", bodies.score[0], probability_field(), expected)
         run.score = bench.sweep(f"{url}/score", bodies.score, args.clients, args.requests, server)
         for size in BATCH_SIZES:
             run.batches[size] = bench.sweep(
