@@ -10,7 +10,10 @@ in ``DVC_ROOT``, so the default store is resolved there and the runs outlive the
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -45,22 +48,38 @@ def use_experiment(name: str) -> str:
     """Point MLflow at the tracking store and the named experiment; return the experiment id.
 
     A SQLite store keeps its artifacts beside the database, not in the working directory.
+    Parallel stages (queued experiments) may meet a store that does not exist yet: creating
+    its tables and the experiment happens under a file lock, so only one of them does it.
     """
     uri = tracking_uri()
     database = _sqlite_database(uri)
     artifact_root = None
+    guard: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
     if database is not None:
         database.parent.mkdir(parents=True, exist_ok=True)
         artifact_root = (database.parent / "artifacts").resolve().as_uri()
+        guard = _exclusive(database.with_name(f"{database.name}.lock"))
     mlflow.set_tracking_uri(uri)
-    experiment = mlflow.get_experiment_by_name(name)
-    experiment_id = (
-        experiment.experiment_id
-        if experiment is not None
-        else mlflow.create_experiment(name, artifact_location=artifact_root)
-    )
+    with guard:
+        experiment = mlflow.get_experiment_by_name(name)
+        experiment_id = (
+            experiment.experiment_id
+            if experiment is not None
+            else mlflow.create_experiment(name, artifact_location=artifact_root)
+        )
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+@contextlib.contextmanager
+def _exclusive(lock_file: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_file`` (other processes wait for it)."""
+    with lock_file.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def runs_for_model(experiment_id: str, model_md5: str) -> list[Run]:
