@@ -45,6 +45,19 @@ def scorer_for(pipeline: Pipeline, features: list[str], source_split, params: Pa
     return Scorer(pipeline, info, explain_background(train, params)[features])
 
 
+def assert_falls_back(
+    pipeline: Pipeline, features: list[str], source_split, params: Params, caplog, reason: str
+) -> None:
+    """The scorer refuses the fast path, says why, and scores exactly as the pipeline does."""
+    with caplog.at_level(logging.WARNING, logger="bentoml.credit_risk"):
+        scorer = scorer_for(pipeline, features, source_split, params)
+    assert scorer.encoder is None and reason in caplog.text
+    rows = source_split[1][features].head(20)
+    np.testing.assert_allclose(
+        scorer.score(rows.to_dict("records")), pipeline.predict_proba(rows)[:, 1], atol=1e-12
+    )
+
+
 def fitted(steps: list, source_split, features: list[str]) -> Pipeline:
     train, _ = source_split
     return Pipeline(steps).fit(train[features], positive_labels(train))
@@ -61,13 +74,7 @@ def test_other_preprocessing_falls_back_to_the_pipeline(
          ("classifier", LogisticRegression())],
         source_split, numeric,
     )  # fmt: skip
-    with caplog.at_level(logging.WARNING, logger="bentoml.credit_risk"):
-        scorer = scorer_for(pipeline, numeric, source_split, params)
-    assert scorer.encoder is None and "MinMaxScaler" in caplog.text
-    rows = source_split[1][numeric].head(10)
-    np.testing.assert_allclose(
-        scorer.score(rows.to_dict("records")), pipeline.predict_proba(rows)[:, 1]
-    )
+    assert_falls_back(pipeline, numeric, source_split, params, caplog, "MinMaxScaler")
 
 
 def test_an_extra_step_falls_back_and_still_scores_right(
@@ -79,13 +86,7 @@ def test_an_extra_step_falls_back_and_still_scores_right(
          ("double", FunctionTransformer(lambda x: 2 * x)),
          ("classifier", trained.named_steps["classifier"])]
     )  # fmt: skip
-    with caplog.at_level(logging.WARNING, logger="bentoml.credit_risk"):
-        scorer = scorer_for(doubled, features, source_split, params)
-    assert scorer.encoder is None and "'double'" in caplog.text
-    rows = source_split[1][features].head(20)
-    np.testing.assert_allclose(
-        scorer.score(rows.to_dict("records")), doubled.predict_proba(rows)[:, 1], atol=1e-12
-    )
+    assert_falls_back(doubled, features, source_split, params, caplog, "'double'")
 
 
 def test_a_fast_path_that_disagrees_is_not_used(
@@ -94,13 +95,7 @@ def test_a_fast_path_that_disagrees_is_not_used(
     features = model_features(params.train)
     original = RowEncoder.encode
     monkeypatch.setattr(RowEncoder, "encode", lambda self, rows: original(self, rows) + 0.01)
-    with caplog.at_level(logging.WARNING, logger="bentoml.credit_risk"):
-        scorer = scorer_for(trained, features, source_split, params)
-    assert scorer.encoder is None and "differs from the pipeline" in caplog.text
-    rows = source_split[1][features].head(20)
-    np.testing.assert_allclose(
-        scorer.score(rows.to_dict("records")), trained.predict_proba(rows)[:, 1], atol=1e-12
-    )
+    assert_falls_back(trained, features, source_split, params, caplog, "differs from the pipeline")
 
 
 def test_the_checked_fast_path_is_used_for_the_shipped_model(
