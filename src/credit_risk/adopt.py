@@ -157,8 +157,10 @@ def infer_contract(frame: pd.DataFrame, choices: Choices) -> Contract:
             f"{len(outcomes)}: {outcomes[:10]}"
         )
     if choices.positive not in outcomes:
-        raise ConfigError(f"--positive {choices.positive!r}: not a value of {choices.target!r}; "
-                          f"its values: {outcomes}")  # fmt: skip
+        raise ConfigError(
+            f"--positive {choices.positive!r}: not a value of {choices.target!r}; "
+            f"its values: {outcomes}"
+        )
     rules: dict[str, ColumnRule] = {}
     for name in map(str, frame.columns):
         rule = infer_rule(name, frame[name], choices.max_categories)
@@ -258,8 +260,12 @@ def contract_text(terms: Contract, source: Path, rows: int) -> str:
         lines.append(f"  {_scalar(name)}:")
         for key, value in rule.model_dump(exclude_none=True).items():
             lines.append(f"    {key}: {_scalar(value)}")
-    lines += ["", "# A typical record (medians and commonest values, not a real row): the "
-              "service's documented example.", "example:"]  # fmt: skip
+    lines += [
+        "",
+        "# A typical record (medians and commonest values, not a real row): the "
+        "service's documented example.",
+        "example:",
+    ]
     lines += [f"  {_scalar(name)}: {_scalar(value)}" for name, value in terms.example.items()]
     lines += [
         "",
@@ -272,8 +278,9 @@ def contract_text(terms: Contract, source: Path, rows: int) -> str:
     return "\n".join(lines)
 
 
-def update_params(path: Path, terms: Contract, frame: pd.DataFrame, choices: Choices,
-                  data_file: Path, name: str) -> str:  # fmt: skip
+def update_params(
+    path: Path, terms: Contract, frame: pd.DataFrame, choices: Choices, data_file: Path, name: str
+) -> str:
     """params.yaml with the new source, protected attributes and names; comments kept."""
     yaml = YAML()
     yaml.preserve_quotes = True
@@ -348,8 +355,11 @@ def adopt(root: Path, choices: Choices) -> list[str]:
 
 def review_list(terms: Contract, choices: Choices, data_file: Path, contract: Path) -> list[str]:
     numeric = [n for n, r in terms.columns.items() if r.allowed is None and r.type != "bool"]
-    codes = [n for n, r in terms.columns.items() if r.type == "int" and r.allowed is not None
-             and n != terms.target.column]  # fmt: skip
+    codes = [
+        n
+        for n, r in terms.columns.items()
+        if r.type == "int" and r.allowed is not None and n != terms.target.column
+    ]
     items = [
         f"{contract}: ranges of {numeric} are the observed ones; widen them to what is plausible"
         if numeric
@@ -364,8 +374,11 @@ def review_list(terms: Contract, choices: Choices, data_file: Path, contract: Pa
         f"{data_file}: its provenance and licence, in data/README.md",
     ]
     if codes:
-        items.insert(1, f"{contract}: {codes} have few integer values and became categories; "
-                        "make them numeric (min/max) if they are counts")  # fmt: skip
+        items.insert(
+            1,
+            f"{contract}: {codes} have few integer values and became categories; "
+            "make them numeric (min/max) if they are counts",
+        )
     return items
 
 
@@ -394,11 +407,18 @@ def _arguments() -> Choices:
         metavar=("AT_OR_ABOVE", "BELOW"),
         help="the two decisions' words",
     )
-    parser.add_argument("--labels", nargs=2, metavar=("POSITIVE", "OTHER"),
-                        help="words for the two outcomes, e.g. bad good (default: the values "
-                        "when they are words)")  # fmt: skip
-    parser.add_argument("--max-categories", type=int, default=MAX_CATEGORIES,
-                        help="most distinct values a text column may have")  # fmt: skip
+    parser.add_argument(
+        "--labels",
+        nargs=2,
+        metavar=("POSITIVE", "OTHER"),
+        help="words for the two outcomes, e.g. bad good (default: the values when they are words)",
+    )
+    parser.add_argument(
+        "--max-categories",
+        type=int,
+        default=MAX_CATEGORIES,
+        help="most distinct values a text column may have",
+    )
     args = parser.parse_args()
     for word in (args.entity, args.entity_plural, *args.decisions, *(args.labels or ())):
         if word is not None and not WORD.match(word):

@@ -80,8 +80,10 @@ class ColumnRule(_Strict):
             if self.min is not None or self.max is not None:
                 raise ValueError("give either allowed values or a min/max range, not both")
         elif self.type == "str":
-            raise ValueError("a text column needs its categories under 'allowed' (free text is "
-                             "not a model input)")  # fmt: skip
+            raise ValueError(
+                "a text column needs its categories under 'allowed' (free text is "
+                "not a model input)"
+            )
         for bound in (self.min, self.max):
             if bound is None:
                 continue
@@ -149,19 +151,24 @@ class Contract(_Strict):
         if rule is None:
             raise ValueError(f"target.column {self.target.column!r} is not under columns")
         if rule.allowed is None or len(rule.allowed) != 2:
-            raise ValueError(f"columns.{self.target.column}: the target needs exactly two allowed "
-                             "values (a binary outcome)")  # fmt: skip
+            raise ValueError(
+                f"columns.{self.target.column}: the target needs exactly two allowed "
+                "values (a binary outcome)"
+            )
         if self.target.positive not in rule.allowed or not _fits(self.target.positive, rule.type):
-            raise ValueError(f"target.positive {self.target.positive!r} is not one of "
-                             f"columns.{self.target.column}.allowed {rule.allowed}")  # fmt: skip
+            raise ValueError(
+                f"target.positive {self.target.positive!r} is not one of "
+                f"columns.{self.target.column}.allowed {rule.allowed}"
+            )
         features = [name for name in self.columns if name != self.target.column]
         if not features:
             raise ValueError("columns: list at least one feature besides the target")
         missing = [name for name in features if name not in self.example]
         extra = [name for name in self.example if name not in features]
         if missing or extra:
-            raise ValueError(f"example: must give every feature once (missing {missing}, "
-                             f"not features {extra})")  # fmt: skip
+            raise ValueError(
+                f"example: must give every feature once (missing {missing}, not features {extra})"
+            )
         for name, value in self.example.items():
             if not self.columns[name].admits(value):
                 raise ValueError(f"example.{name}: {value!r} breaks the column's rule")

@@ -47,8 +47,10 @@ class CancellingTimeoutMiddleware(traffic.TimeoutMiddleware):
             body = json.dumps(
                 {"error": f"Not able to process the request in {self.timeout} seconds"}
             ).encode()
-            headers = [(b"content-type", b"application/json"),
-                       (b"content-length", str(len(body)).encode())]  # fmt: skip
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ]
             await send({"type": "http.response.start", "status": 504, "headers": headers})
             await send({"type": "http.response.body", "body": body})
 
