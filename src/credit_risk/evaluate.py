@@ -31,11 +31,12 @@ from credit_risk import plots
 from credit_risk.config import Evaluate, Params, load_params
 from credit_risk.errors import DataError
 from credit_risk.fairness import group_report, groups_of
-from credit_risk.files import md5, write_json
+from credit_risk.files import write_json
+from credit_risk.lineage import model_fingerprint
 from credit_risk.model import predict_positive
 from credit_risk.schema import positive_labels
 from credit_risk.stage import run
-from credit_risk.tracking import MODEL_MD5_TAG, run_for_model, use_experiment
+from credit_risk.tracking import MODEL_FILES_TAG, run_for_model, use_experiment
 
 log = logging.getLogger(__name__)
 
@@ -105,17 +106,17 @@ def evaluate(
     }
 
 
-def log_to_mlflow(results: dict[str, Any], params: Params, model_md5: str, figures: Path) -> None:
-    """Add the test results to the run that trained this model file (or a new one if absent)."""
+def log_to_mlflow(results: dict[str, Any], params: Params, fingerprint: str, figures: Path) -> None:
+    """Add the test results to the run that trained this model (or a new one if absent)."""
     experiment_id = use_experiment(params.tracking.experiment)
-    trained = run_for_model(experiment_id, model_md5)
+    trained = run_for_model(experiment_id, fingerprint)
     if trained is None:
         log.warning("no MLflow run in this store trained this model; logging to a new run")
     run_id = trained.info.run_id if trained else None
     # Resuming a run with a run_name would rename it: name only a run started here.
     name = None if run_id else "evaluate"
     with mlflow.start_run(run_id=run_id, experiment_id=experiment_id, run_name=name):
-        mlflow.set_tag(MODEL_MD5_TAG, model_md5)
+        mlflow.set_tag(MODEL_FILES_TAG, fingerprint)
         mlflow.log_metrics({f"test_{k}": v for k, v in results["metrics"].items()})
         for attribute, report in results["fairness"].items():
             gaps = {
@@ -139,7 +140,8 @@ def main() -> None:
     write_json(paths.importance, importance.set_index("feature").to_dict(orient="index"))
     plots.write_plot_data(results["curves"], paths.plots)
     plots.write_figures(results["curves"], importance, results["metrics"]["roc_auc"], paths.figures)
-    log_to_mlflow(results, params, md5(paths.model), paths.figures)
+    fingerprint = model_fingerprint(paths.model, paths.model_info, paths.background)
+    log_to_mlflow(results, params, fingerprint, paths.figures)
     log.info("held-out ROC AUC %.3f on %d rows", results["metrics"]["roc_auc"], len(frame))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from pathlib import Path
 
@@ -25,6 +26,14 @@ def git_dirty() -> str:
     """ "true" when tracked files differ from the commit, "unknown" outside a git repository."""
     status = _git("status", "--porcelain", "--untracked-files=no")
     return "unknown" if status is None else str(bool(status)).lower()
+
+
+def model_fingerprint(model: Path, info: Path, background: Path) -> str:
+    """One hash of the three files a trained model is: the pipeline, its settings (threshold,
+    features) and its explanation background. A new threshold leaves the pipeline file's bytes
+    as they were, so the pipeline's hash alone would not tell the two models apart."""
+    digests = "".join(md5(path) for path in (model, info, background))
+    return hashlib.sha256(digests.encode()).hexdigest()
 
 
 def lineage_tags(data: dict[str, Path]) -> dict[str, str]:

@@ -23,7 +23,8 @@ from mlflow.entities import Run
 from credit_risk.errors import CreditRiskError
 
 LOCAL_STORE = Path("mlruns")
-MODEL_MD5_TAG = "lineage.model_md5"
+MODEL_MD5_TAG = "lineage.model_md5"  # the pipeline file's hash, as dvc.lock records it
+MODEL_FILES_TAG = "lineage.model_files"  # lineage.model_fingerprint of the three model files
 PROJECT_ROOT_VARIABLE = "DVC_ROOT"  # set by DVC for every stage it runs, queued ones included
 
 
@@ -82,32 +83,31 @@ def _exclusive(lock_file: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def runs_for_model(experiment_id: str, model_md5: str) -> list[Run]:
-    """Every active run tagged with this model file's MD5, the first to start first."""
+def runs_for_model(experiment_id: str, fingerprint: str) -> list[Run]:
+    """Every active run that trained the model with this fingerprint, the first to start first."""
     runs = mlflow.search_runs(
         experiment_ids=[experiment_id],
-        filter_string=f"tags.`{MODEL_MD5_TAG}` = '{model_md5}'",
+        filter_string=f"tags.`{MODEL_FILES_TAG}` = '{fingerprint}'",
         max_results=50,
         output_format="list",
     )
     return sorted(runs, key=lambda run: (run.info.start_time, run.info.run_id))
 
 
-def run_for_model(experiment_id: str, model_md5: str) -> Run | None:
-    """The run that trained the model file with this MD5, if this store has one.
+def run_for_model(experiment_id: str, fingerprint: str) -> Run | None:
+    """The run that trained the model with this fingerprint, if this store has one.
 
-    `train` keeps one run per distinct model file, so more than one is an inconsistency (runs
-    copied between stores, or logged by an older version): refused, naming the runs, rather
-    than guessed.
+    `train` keeps one run per distinct model, so more than one is an inconsistency (runs copied
+    between stores, or logged by an older version): refused, naming the runs, not guessed.
     """
-    runs = runs_for_model(experiment_id, model_md5)
+    runs = runs_for_model(experiment_id, fingerprint)
     if len(runs) > 1:
         listed = ", ".join(
             f"{run.info.run_id} (commit {run.data.tags.get('lineage.git_commit', '?')[:12]})"
             for run in runs
         )
         raise CreditRiskError(
-            f"{len(runs)} MLflow runs claim the model file with MD5 {model_md5}: {listed}; "
+            f"{len(runs)} MLflow runs claim the model {fingerprint[:16]}: {listed}; "
             "delete all but one (`mlflow runs delete --run-id ...`) so its lineage is unambiguous"
         )
     return runs[0] if runs else None

@@ -24,11 +24,17 @@ from sklearn.pipeline import Pipeline
 from credit_risk.config import MODEL_TYPES, Params, load_params
 from credit_risk.errors import DataError
 from credit_risk.files import md5, write_json, write_with
-from credit_risk.lineage import lineage_tags
+from credit_risk.lineage import lineage_tags, model_fingerprint
 from credit_risk.model import build_pipeline, model_features, predict_positive
 from credit_risk.schema import positive_labels, positive_outcome
 from credit_risk.stage import run
-from credit_risk.tracking import MODEL_MD5_TAG, run_for_model, runs_for_model, use_experiment
+from credit_risk.tracking import (
+    MODEL_FILES_TAG,
+    MODEL_MD5_TAG,
+    run_for_model,
+    runs_for_model,
+    use_experiment,
+)
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +100,11 @@ def log_run(pipeline: Pipeline, frame: pd.DataFrame, params: Params, model_path:
     that started first stays, the other deletes itself.
     """
     experiment_id = use_experiment(params.tracking.experiment)
-    model_md5 = md5(model_path)
-    tracked = run_for_model(experiment_id, model_md5)
+    paths = params.paths
+    fingerprint = model_fingerprint(model_path, paths.model_info, paths.background)
+    tracked = run_for_model(experiment_id, fingerprint)
     if tracked is not None:
-        log.info(
-            "run %s already tracks this exact model file; not logging another", tracked.info.run_id
-        )
+        log.info("run %s already tracks this exact model; not logging another", tracked.info.run_id)
         return tracked.info.run_id
     features = frame[model_features(params.train)]
     train_auc = roc_auc_score(positive_labels(frame), predict_positive(pipeline, features))
@@ -109,7 +114,8 @@ def log_run(pipeline: Pipeline, frame: pd.DataFrame, params: Params, model_path:
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
         signature = infer_signature(example, pipeline.predict_proba(example))
     tags = lineage_tags({"train_data": params.paths.train})
-    tags[MODEL_MD5_TAG] = model_md5
+    tags[MODEL_MD5_TAG] = md5(model_path)
+    tags[MODEL_FILES_TAG] = fingerprint
     with mlflow.start_run(experiment_id=experiment_id, run_name=params.train.model) as active:
         mlflow.set_tags(tags)
         mlflow.log_params(flat_params(params))
@@ -125,7 +131,7 @@ def log_run(pipeline: Pipeline, frame: pd.DataFrame, params: Params, model_path:
         # What the service needs beside the pipeline, so a registry version can be served.
         mlflow.log_artifact(str(params.paths.model_info), artifact_path=SERVING_ARTIFACTS)
         mlflow.log_artifact(str(params.paths.background), artifact_path=SERVING_ARTIFACTS)
-    first = runs_for_model(experiment_id, model_md5)[0].info.run_id
+    first = runs_for_model(experiment_id, fingerprint)[0].info.run_id
     if first != active.info.run_id:
         mlflow.delete_run(active.info.run_id)
         log.info("run %s logged this model file first; this run is deleted", first)

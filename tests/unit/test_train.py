@@ -10,9 +10,10 @@ import pytest
 from credit_risk.config import MODEL_TYPES, Params
 from credit_risk.errors import CreditRiskError, DataError
 from credit_risk.files import md5, write_json
+from credit_risk.lineage import model_fingerprint
 from credit_risk.model import build_pipeline, model_features, predict_positive
 from credit_risk.schema import positive_labels
-from credit_risk.tracking import MODEL_MD5_TAG, run_for_model, use_experiment
+from credit_risk.tracking import MODEL_FILES_TAG, MODEL_MD5_TAG, run_for_model, use_experiment
 from credit_risk.train import explain_background, fit, flat_params, log_run, model_info
 
 
@@ -76,6 +77,10 @@ def logged_model(trained, source_split, params: Params, tmp_path: Path, experime
     return train, train_file, model_file, local
 
 
+def fingerprint_of(model_file: Path, local: Params) -> str:
+    return model_fingerprint(model_file, local.paths.model_info, local.paths.background)
+
+
 def test_run_is_logged_with_lineage(trained, source_split, params: Params, tmp_path: Path) -> None:
     train, train_file, model_file, local = logged_model(
         trained, source_split, params, tmp_path, "lineage"
@@ -86,6 +91,7 @@ def test_run_is_logged_with_lineage(trained, source_split, params: Params, tmp_p
     run = mlflow.get_run(run_id)
     assert run.data.tags["lineage.train_data_md5"] == md5(train_file)
     assert run.data.tags[MODEL_MD5_TAG] == md5(model_file)
+    assert run.data.tags[MODEL_FILES_TAG] == fingerprint_of(model_file, local)
     assert len(run.data.tags["lineage.git_commit"]) in (40, len("unknown"))
     assert run.data.params["train.model"] == params.train.model
     assert run.data.metrics["train_roc_auc"] > 0.5
@@ -96,7 +102,7 @@ def test_run_is_logged_with_lineage(trained, source_split, params: Params, tmp_p
     )
     served = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="serving")
     assert sorted(p.name for p in Path(served).iterdir()) == ["background.parquet", "model.json"]
-    found = run_for_model(use_experiment("lineage"), md5(model_file))
+    found = run_for_model(use_experiment("lineage"), fingerprint_of(model_file, local))
     assert found is not None and found.info.run_id == run_id
 
 
@@ -110,15 +116,26 @@ def test_the_same_model_file_is_tracked_by_one_run(
     assert len(mlflow.search_runs(experiment_names=["rerun"], output_format="list")) == 1
 
 
+def test_a_new_threshold_is_a_new_run_though_the_pipeline_file_is_the_same(
+    trained, source_split, params: Params, tmp_path: Path
+) -> None:
+    train, _, model_file, local = logged_model(trained, source_split, params, tmp_path, "cutoff")
+    first = log_run(trained, train, local, model_file)
+    moved = params.train.model_copy(update={"decision_threshold": 0.3})
+    write_json(local.paths.model_info, model_info(local.model_copy(update={"train": moved}),
+                                                  len(train), "x"))  # fmt: skip
+    assert log_run(trained, train, local, model_file) != first
+
+
 def test_two_runs_claiming_one_model_file_are_refused(params: Params) -> None:
     experiment = use_experiment("ambiguous")
     ids = []
     for _ in range(2):
         with mlflow.start_run(experiment_id=experiment) as run:
-            mlflow.set_tag(MODEL_MD5_TAG, "0" * 32)
+            mlflow.set_tag(MODEL_FILES_TAG, "0" * 64)
             ids.append(run.info.run_id)
-    with pytest.raises(CreditRiskError, match="2 MLflow runs claim the model file") as error:
-        run_for_model(experiment, "0" * 32)
+    with pytest.raises(CreditRiskError, match="2 MLflow runs claim the model ") as error:
+        run_for_model(experiment, "0" * 64)
     assert all(run_id in str(error.value) for run_id in ids)
 
 
@@ -149,7 +166,7 @@ def test_two_runs_racing_for_one_model_file_settle_on_the_first(
     train, _, model_file, local = logged_model(trained, source_split, params, tmp_path, "race")
     experiment = use_experiment("race")
     with mlflow.start_run(experiment_id=experiment) as rival:
-        mlflow.set_tag(MODEL_MD5_TAG, md5(model_file))  # logged first, after our check
+        mlflow.set_tag(MODEL_FILES_TAG, fingerprint_of(model_file, local))  # first, after our check
     monkeypatch.setattr("credit_risk.train.run_for_model", lambda *_: None)
     assert log_run(trained, train, local, model_file) == rival.info.run_id
     assert [r.info.run_id for r in mlflow.search_runs([experiment], output_format="list")] == [

@@ -15,7 +15,6 @@ Each prints the tag of the stored model (for example ``credit-risk:0f3a...``).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import tempfile
@@ -30,7 +29,7 @@ from mlflow.exceptions import MlflowException
 from credit_risk.config import Params, load_params
 from credit_risk.errors import ConfigError, CreditRiskError
 from credit_risk.files import md5
-from credit_risk.lineage import git_commit
+from credit_risk.lineage import git_commit, model_fingerprint
 from credit_risk.serving.scorer import BACKGROUND_FILE, INFO_FILE, MODEL_FILE, ModelFiles
 from credit_risk.stage import run
 from credit_risk.tracking import run_for_model, use_experiment
@@ -50,8 +49,7 @@ def registry_uri(name: str, alias: str | None = None, version: int | None = None
 
 def content_version(files: ModelFiles) -> str:
     """16 hex digits that change whenever the model, its settings or its background change."""
-    digests = "".join(md5(path) for path in (files.model, files.info, files.background))
-    return hashlib.sha256(digests.encode()).hexdigest()[:16]
+    return model_fingerprint(files.model, files.info, files.background)[:16]
 
 
 def store(name: str, files: ModelFiles, metadata: dict[str, Any]) -> bentoml.Model:
@@ -97,7 +95,8 @@ def import_from_pipeline(params: Params) -> bentoml.Model:
         "git_commit_at_import": git_commit(),
     }
     if paths.model.is_file():
-        trained = run_for_model(use_experiment(params.tracking.experiment), md5(paths.model))
+        fingerprint = model_fingerprint(files.model, files.info, files.background)
+        trained = run_for_model(use_experiment(params.tracking.experiment), fingerprint)
         if trained is not None:
             metadata["mlflow_run_id"] = trained.info.run_id
             metadata["git_commit"] = trained.data.tags.get("lineage.git_commit", "unknown")
