@@ -170,9 +170,14 @@ def test_health(client: TestClient) -> None:
     assert client.get("/readyz").status_code == 200
 
 
-def test_openapi_documents_a_working_example(client: TestClient, model_tag: str) -> None:
+def test_openapi_documents_a_working_example(
+    client: TestClient, service: ModuleType, model_tag: str
+) -> None:
     spec = client.get("/docs.json").json()
-    assert spec["info"]["version"] == model_tag
+    info = spec["info"]
+    assert info["version"] == model_tag and model_tag in info["description"]
+    assert info["title"] == f"{service.SETTINGS.model_name} scoring service"
+    assert not re.search(r"https?://", json.dumps(spec)), "the document names an outside host"
     request = spec["paths"]["/score"]["post"]["requestBody"]
     assert request["required"] is True
     body = request["content"]["application/json"]["schema"]
