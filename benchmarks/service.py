@@ -637,7 +637,7 @@ def main() -> None:
     cpus = os.cpu_count() or 1
     other = (busy_after - busy - own_after + own) / ((time.perf_counter() - started) * cpus)
 
-    code = f"{commit[:12]}{' with uncommitted changes' if dirty else ''}"
+    code = f"{commit[:12]}{' with uncommitted changes' if dirty == 'true' else ''}"
     print(f"\nService benchmark: code {code}, model {tag} (MLflow run {run_id})")
     print(f"{len(rows)} held-out applicants, cycled; loopback; ", end="")
     print(f"other processes used {max(other, 0):.0%} of the {cpus} CPUs", end="")

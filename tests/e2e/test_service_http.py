@@ -105,6 +105,19 @@ def test_bad_requests_are_4xx_with_a_reason(
     assert headers["x-request-id"] and headers["x-model-version"]
 
 
+def test_refusals_over_http_carry_the_clients_id(server: str, model_tag: str) -> None:
+    for path, body, status in (("/no-such-page", None, 404), ("/score", b"{}", 400)):
+        call = urllib.request.Request(
+            f"{server}{path}", data=body, method="POST" if body else "GET",
+            headers={"X-Request-ID": "client-7", "Content-Type": "application/json"},
+        )  # fmt: skip
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(call, timeout=30)
+        assert refused.value.code == status
+        assert refused.value.headers["X-Request-ID"] == "client-7"
+        assert refused.value.headers["X-Model-Version"] == model_tag
+
+
 def test_health_metrics_and_ids(server: str, model_tag: str) -> None:
     assert request(f"{server}/livez")[0] == 200
     _, headers, _ = request(f"{server}/score", json.dumps({ONE: example_record()}).encode())

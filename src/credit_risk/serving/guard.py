@@ -57,6 +57,22 @@ def request_id(scope: Scope) -> str:
     return uuid.uuid4().hex[:16]
 
 
+def identified(scope: Scope) -> tuple[Scope, str]:
+    """The request's id, and its scope with that id as its only X-Request-ID header, so that
+    whatever handles the request next (another middleware, the service) sees the same one."""
+    identity = request_id(scope)
+    headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"x-request-id"]
+    return {**scope, "headers": [*headers, (b"x-request-id", identity.encode())]}, identity
+
+
+def id_headers(identity: str, model_version: str) -> list[tuple[bytes, bytes]]:
+    """The response headers that name the request and the model version (if known)."""
+    headers = [(REQUEST_ID_HEADER.encode(), identity.encode())]
+    if model_version:
+        headers.append((MODEL_VERSION_HEADER.encode(), model_version.encode()))
+    return headers
+
+
 async def _send(send: Send, status: int, body: bytes, content_type: bytes) -> None:
     headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -116,10 +132,8 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        identity = request_id(scope)
         # The app sees the id as if the client had sent it, so the service logs the same one.
-        headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"x-request-id"]
-        scope = {**scope, "headers": [*headers, (b"x-request-id", identity.encode())]}
+        scope, identity = identified(scope)
         send = self._stamped(scope, send, identity)
         if scope["method"] == "POST":
             await self._guard_post(scope, receive, send)
@@ -139,9 +153,7 @@ class RequestGuard:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                extra = [(REQUEST_ID_HEADER.encode(), identity.encode())]
-                if self.model_version:
-                    extra.append((MODEL_VERSION_HEADER.encode(), self.model_version.encode()))
+                extra = id_headers(identity, self.model_version)
                 names = {name for name, _ in extra}
                 kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
                 message = {**message, "headers": [*kept, *extra]}

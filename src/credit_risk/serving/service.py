@@ -60,8 +60,6 @@ class RejectedRequestFilter(logging.Filter):
 
 
 logging.getLogger("bentoml._internal.server.http_app").addFilter(RejectedRequestFilter())
-# BentoML's request timeout would keep every finished request alive for the whole timeout.
-install_request_timeout()
 
 
 def _release() -> tuple[str, Serve]:
@@ -80,6 +78,8 @@ def _release() -> tuple[str, Serve]:
 
 
 MODEL_TAG, SETTINGS = _release()
+# BentoML's request timeout would keep every finished request alive for the whole timeout.
+install_request_timeout(MODEL_TAG)
 # The request model follows the served model: contract features it does not use are optional.
 _STORED: dict[str, Any] = dict(bentoml.models.get(MODEL_TAG).info.metadata)
 _USED: list[str] = list(_STORED["features"])

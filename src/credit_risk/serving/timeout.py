@@ -10,24 +10,36 @@ This subclass keeps BentoML's behaviour (a 504 when no response has started with
 a started response is not cut off) and cancels its timer as soon as the response starts.
 `install()` puts it where BentoML looks the class up when it builds the app; tests check, on
 the real app, that it is the one in use.
+
+BentoML places this middleware outside the service's own (guard.py), so it settles the request's
+id itself: its 504 carries X-Request-ID and X-Model-Version like every other response, and is
+logged with that id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 from bentoml._internal.server.http import traffic
+
+from credit_risk.serving.guard import id_headers, identified
+
+log = logging.getLogger("bentoml.credit_risk")
 
 
 class CancellingTimeoutMiddleware(traffic.TimeoutMiddleware):
     """BentoML's request timeout, with its timer cancelled once the response starts."""
 
+    model_version = ""  # for the 504's X-Model-Version; set by install()
+
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        scope, identity = identified(scope)
         started = False
         deadline = asyncio.timeout(self.timeout)
 
@@ -50,11 +62,21 @@ class CancellingTimeoutMiddleware(traffic.TimeoutMiddleware):
             headers = [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                *id_headers(identity, self.model_version),
             ]
+            entry = {
+                "event": "timed_out",
+                "request_id": identity,
+                "path": scope.get("path"),
+                "status": 504,
+                "seconds": self.timeout,
+            }
+            log.warning(json.dumps(entry))
             await send({"type": "http.response.start", "status": 504, "headers": headers})
             await send({"type": "http.response.body", "body": body})
 
 
-def install() -> None:
+def install(model_version: str = "") -> None:
     """Make BentoML build its apps with the cancelling timeout middleware."""
+    CancellingTimeoutMiddleware.model_version = model_version
     setattr(traffic, "TimeoutMiddleware", CancellingTimeoutMiddleware)  # noqa: B010

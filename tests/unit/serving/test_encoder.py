@@ -15,7 +15,7 @@ from credit_risk.config import Params
 from credit_risk.model import model_features
 from credit_risk.schema import positive_labels
 from credit_risk.serving.encoder import RowEncoder
-from credit_risk.serving.scorer import Scorer
+from credit_risk.serving.scorer import PARITY_TOLERANCE, Scorer
 from credit_risk.train import explain_background, model_info
 
 
@@ -98,8 +98,17 @@ def test_a_fast_path_that_disagrees_is_not_used(
     assert_falls_back(trained, features, source_split, params, caplog, "differs from the pipeline")
 
 
-def test_the_checked_fast_path_is_used_for_the_shipped_model(
-    trained, source_split, params: Params
-) -> None:
-    scorer = scorer_for(trained, model_features(params.train), source_split, params)
+def test_every_model_type_keeps_the_checked_fast_path(source_split, each_model) -> None:
+    """The parity check passes for every model type the pipeline trains, and the fast path then
+    scores the held-out rows as the pipeline does, within the stated tolerance."""
+    chosen, pipeline = each_model
+    features = model_features(chosen.train)
+    scorer = scorer_for(pipeline, features, source_split, chosen)
     assert scorer.encoder is not None
+    rows = source_split[1][features]
+    np.testing.assert_allclose(
+        scorer.score(rows.to_dict("records")),
+        pipeline.predict_proba(rows)[:, scorer.positive],
+        rtol=0,
+        atol=PARITY_TOLERANCE,
+    )

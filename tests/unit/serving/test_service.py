@@ -14,11 +14,12 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import pytest
 from starlette.testclient import TestClient
 
+from credit_risk.errors import ConfigError
 from credit_risk.schema import contract, example_record, feature_columns
 from credit_risk.serving.api_models import probability_field
 from credit_risk.serving.scorer import ModelFiles, Scorer
@@ -114,11 +115,45 @@ def test_bad_requests_get_400_naming_the_field(client: TestClient, roles) -> Non
         assert response.headers["x-request-id"] == "bad-1"  # refused responses carry it too
 
 
-def test_refused_content_type_and_size_carry_the_ids(client: TestClient, model_tag: str) -> None:
-    response = client.post("/score", content=b"x=1", headers={"content-type": "text/plain"})
-    assert response.status_code == 415
-    assert response.headers["x-request-id"] and response.headers["x-model-version"] == model_tag
-    assert client.get("/no-such-page").headers["x-request-id"]
+def test_every_refusal_carries_the_ids_and_is_logged_with_its_id(
+    client: TestClient, service: ModuleType, model_tag: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    too_big = b"{" + b" " * service.SETTINGS.max_body_bytes + b"}"
+    refusals = [
+        ("POST", "/score", b"x=1", "text/plain", 415),
+        ("POST", "/score", too_big, "application/json", 413),
+        ("POST", "/score", b"{}", "application/json", 400),
+        ("GET", "/no-such-page", None, None, 404),
+        ("GET", "/score", None, None, 405),
+    ]
+    for number, (method, path, body, content_type, status) in enumerate(refusals):
+        headers = {"x-request-id": f"refused-{number}"}
+        if content_type:
+            headers["content-type"] = content_type
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            response = client.request(method, path, content=body, headers=headers)
+        assert response.status_code == status, path
+        assert response.headers["x-request-id"] == f"refused-{number}", status
+        assert response.headers["x-model-version"] == model_tag, status
+        (line,) = [r.getMessage() for r in caplog.records if '"rejected"' in r.getMessage()]
+        assert json.loads(line) | {"problems": []} == {
+            "event": "rejected", "request_id": f"refused-{number}", "path": path,
+            "status": status, "problems": [],
+        }  # fmt: skip
+    generated = client.get("/no-such-page").headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{16}", generated)
+
+
+@pytest.mark.parametrize("tag", ["credit-risk:latest", "credit-risk", " "])
+def test_the_model_to_serve_must_be_named_exactly(
+    service: ModuleType, tag: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "latest" (or no version) would serve whichever model was stored last: refused."""
+    monkeypatch.delenv("CREDIT_RISK_MODEL_TAG")
+    monkeypatch.setattr(service.bentoml, "use_arguments", lambda: SimpleNamespace(model_tag=tag))
+    with pytest.raises(ConfigError, match="name the exact model to serve"):
+        service._release()
 
 
 def test_batch_limits(client: TestClient, service: ModuleType) -> None:
@@ -135,9 +170,14 @@ def test_health(client: TestClient) -> None:
     assert client.get("/readyz").status_code == 200
 
 
-def test_openapi_documents_a_working_example(client: TestClient, model_tag: str) -> None:
+def test_openapi_documents_a_working_example(
+    client: TestClient, service: ModuleType, model_tag: str
+) -> None:
     spec = client.get("/docs.json").json()
-    assert spec["info"]["version"] == model_tag
+    info = spec["info"]
+    assert info["version"] == model_tag and model_tag in info["description"]
+    assert info["title"] == f"{service.SETTINGS.model_name} scoring service"
+    assert not re.search(r"https?://", json.dumps(spec)), "the document names an outside host"
     request = spec["paths"]["/score"]["post"]["requestBody"]
     assert request["required"] is True
     body = request["content"]["application/json"]["schema"]

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import importlib
+import json
+import logging
 import os
 import weakref
 from pathlib import Path
 
+import pytest
 from bentoml._internal.server.http import traffic
 
 from credit_risk.serving.timeout import CancellingTimeoutMiddleware
@@ -58,8 +61,13 @@ def test_bentomls_own_middleware_keeps_them_alive() -> None:
     assert asyncio.run(alive_after_requests(original)) == REQUESTS
 
 
-def test_a_request_without_a_response_in_time_gets_504() -> None:
+def test_a_request_without_a_response_in_time_gets_504_with_its_ids(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[list] = []
+
     async def slow(scope, receive, send) -> None:
+        seen.append(scope["headers"])
         await asyncio.sleep(5)
 
     sent: list[dict] = []
@@ -67,8 +75,23 @@ def test_a_request_without_a_response_in_time_gets_504() -> None:
     async def send(message) -> None:
         sent.append(message)
 
-    asyncio.run(CancellingTimeoutMiddleware(slow, timeout=0.05)({"type": "http"}, None, send))
+    monkeypatch.setattr(CancellingTimeoutMiddleware, "model_version", "m:1")
+    timeout = CancellingTimeoutMiddleware(slow, timeout=0.05)
+    given = {"type": "http", "path": "/score", "headers": [(b"x-request-id", b"slow-1")]}
+    with caplog.at_level(logging.WARNING, logger="bentoml.credit_risk"):
+        asyncio.run(timeout(given, None, send))
+        asyncio.run(timeout({"type": "http", "path": "/score", "headers": []}, None, send))
     assert sent[0]["status"] == 504 and b"0.05 seconds" in sent[1]["body"]
+    headers = dict(sent[0]["headers"])
+    assert headers[b"x-request-id"] == b"slow-1" and headers[b"x-model-version"] == b"m:1"
+    # Without the client's id, the 504 carries the id the rest of the app was given.
+    (made,) = [v for k, v in seen[1] if k == b"x-request-id"]
+    assert dict(sent[2]["headers"])[b"x-request-id"] == made and len(made) == 16
+    logged = [json.loads(r.getMessage()) for r in caplog.records]
+    assert [(e["event"], e["request_id"], e["status"]) for e in logged] == [
+        ("timed_out", "slow-1", 504),
+        ("timed_out", made.decode(), 504),
+    ]
 
 
 def test_a_started_response_is_not_cut_off() -> None:
@@ -91,6 +114,7 @@ def test_the_service_installs_it_where_bentoml_builds_the_app(model_tag: str) ->
     os.environ["CREDIT_RISK_PARAMS"] = str(ROOT / "params.yaml")
     service = importlib.import_module("credit_risk.serving.service")
     assert traffic.TimeoutMiddleware is CancellingTimeoutMiddleware
+    assert CancellingTimeoutMiddleware.model_version == model_tag
     app = service.CreditRiskService.to_asgi()
     used = [m.cls for m in app.user_middleware]
     assert CancellingTimeoutMiddleware in used, used
