@@ -60,8 +60,8 @@ import yaml
 
 from _load import HEADERS, Load, LoadGenerator, load_generator
 from credit_risk.config import Params, load_params
-from credit_risk.files import md5, write_json
-from credit_risk.lineage import git_commit, git_dirty
+from credit_risk.files import write_json
+from credit_risk.lineage import git_commit, git_dirty, model_fingerprint
 from credit_risk.schema import contract, target_column
 from credit_risk.serving.api_models import probability_field
 from credit_risk.serving.scorer import ModelFiles, Scorer
@@ -205,10 +205,12 @@ def import_model(env: dict[str, str]) -> str:
 
 
 def mlflow_run_id(params: Params) -> str:
-    """The MLflow run that logged this exact model file."""
+    """The MLflow run that logged this exact model."""
     mlflow.set_tracking_uri(tracking_uri())
     experiment = mlflow.get_experiment_by_name(params.tracking.experiment)
-    run = experiment and run_for_model(experiment.experiment_id, md5(params.paths.model))
+    paths = params.paths
+    fingerprint = model_fingerprint(paths.model, paths.model_info, paths.background)
+    run = experiment and run_for_model(experiment.experiment_id, fingerprint)
     if not run:
         raise SystemExit(f"no MLflow run logged {params.paths.model} (run `make repro`)")
     return str(run.info.run_id)
