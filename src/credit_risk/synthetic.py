@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from credit_risk.config import (
     MAX_SYNTHETIC_ROWS,
@@ -45,7 +45,7 @@ from credit_risk.files import write_with
 from credit_risk.schema import column_specs, positive_labels
 from credit_risk.stage import run
 from credit_risk.validate import read_csv, validate
-from credit_risk.yamlfile import format_validation_error
+from credit_risk.yamlfile import checked_mapping
 
 log = logging.getLogger("credit_risk.synthetic")
 
@@ -128,12 +128,8 @@ def parse_shift(text: str) -> dict[str, Shift]:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"--shift: not valid JSON: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"--shift: expected a JSON object of column: shift (got {text!r})")
-    try:
-        return _SHIFT_ADAPTER.validate_python(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"--shift: invalid shift\n{format_validation_error(exc)}") from None
+    expected = "a JSON object of column: shift"
+    return checked_mapping(raw, _SHIFT_ADAPTER.validate_python, "--shift", "shift", expected)
 
 
 def write_csv(frame: pd.DataFrame, out: Path) -> None:

@@ -1,7 +1,9 @@
-"""Reading a YAML settings file into a strict model: every problem names the file and the key."""
+"""Reading settings (a YAML file, a JSON argument) into a strict model: every problem names
+where it is and the key."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -11,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from credit_risk.errors import ConfigError
 
 Model = TypeVar("Model", bound=BaseModel)
+Parsed = TypeVar("Parsed")
 
 
 def load_yaml_model(path: Path, model: type[Model], what: str, missing: str) -> Model:
@@ -22,12 +25,20 @@ def load_yaml_model(path: Path, model: type[Model], what: str, missing: str) -> 
         raise ConfigError(f"{path}: {missing}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return checked_mapping(raw, model.model_validate, str(path), what, "a mapping at the top level")
+
+
+def checked_mapping(
+    raw: object, parse: Callable[[object], Parsed], where: str, what: str, expected: str
+) -> Parsed:
+    """``parse(raw)`` for a mapping; anything else (``expected`` says what was wanted), or a
+    validation error, is a ConfigError that names ``where`` and, for each problem, the key."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+        raise ConfigError(f"{where}: expected {expected} (got {type(raw).__name__})")
     try:
-        return model.model_validate(raw)
+        return parse(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: invalid {what}\n{format_validation_error(exc)}") from None
+        raise ConfigError(f"{where}: invalid {what}\n{format_validation_error(exc)}") from None
 
 
 def format_validation_error(exc: ValidationError) -> str:
