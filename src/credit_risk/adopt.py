@@ -38,7 +38,7 @@ from credit_risk.errors import ConfigError, DataError
 from credit_risk.files import write_with
 from credit_risk.schema import CONTRACT_FILE, ColumnRule, Contract, Value
 from credit_risk.stage import run
-from credit_risk.validate import BOOLEAN_WORDS, read_csv, validate
+from credit_risk.validate import BOOLEAN_WORDS, HEADER_LINES, read_csv, validate
 
 log = logging.getLogger("credit_risk.adopt")
 
@@ -74,7 +74,7 @@ def slug(text: str, separator: str = "_") -> str:
 
 
 def _first_line(mask: pd.Series) -> int:
-    return int(np.flatnonzero(mask.to_numpy())[0]) + 2  # header is line 1
+    return int(np.flatnonzero(mask.to_numpy())[0]) + HEADER_LINES + 1
 
 
 def infer_rule(name: str, text: pd.Series, max_categories: int) -> ColumnRule:
