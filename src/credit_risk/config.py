@@ -143,12 +143,27 @@ class HistGradientBoostingParams(ModelParams):
     class_weight: Literal["balanced"] | None
 
 
+class Calibration(Strict):
+    """How the classifier's scores become probabilities.
+
+    Class weights (the default models use them) and many learners give scores that rank well but
+    are not probabilities; the service calls its output a probability, and the gate checks it.
+    ``sigmoid`` (Platt) or ``isotonic`` fit a monotone map on out-of-fold predictions of
+    ``folds`` cross-validation folds; the model itself is then fitted on every training row.
+    ``none`` serves the classifier's own scores.
+    """
+
+    method: Literal["sigmoid", "isotonic", "none"]
+    folds: Annotated[int, Field(ge=2, le=20)]
+
+
 class Train(Strict):
     """The model type is the name of one of the sections below: they are the list of types."""
 
     model: str
     seed: Seed
     decision_threshold: Probability
+    calibration: Calibration
     drop_features: list[str]
     explain_background_rows: Annotated[int, Field(ge=1, le=1000)]
     logistic_regression: LogisticRegressionParams

@@ -14,6 +14,7 @@ from typing import Any
 
 import joblib
 import mlflow
+import numpy as np
 import pandas as pd
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import (
@@ -56,8 +57,25 @@ def classification_metrics(
         "recall": recall_score(labels, decisions, zero_division=0),
         "log_loss": log_loss(labels, scores, labels=[0, 1]),
         "brier": brier_score_loss(labels, scores),
+        "calibration_error": expected_calibration_error(labels, scores),
     }
     return {name: round(float(value), 6) for name, value in values.items()}
+
+
+def expected_calibration_error(
+    labels: pd.Series, scores: pd.Series, bins: int = plots.CALIBRATION_BINS
+) -> float:
+    """How far the scores are from being probabilities: the gap between the mean score and the
+    observed share of the positive outcome in each of ``bins`` equal-width score bins, weighted
+    by the bin's share of rows (the bins of the calibration plot)."""
+    values = scores.to_numpy(dtype=float)
+    outcomes = labels.to_numpy(dtype=float)
+    which = np.minimum((values * bins).astype(int), bins - 1)
+    error = 0.0
+    for number in np.unique(which):
+        inside = which == number
+        error += inside.mean() * abs(outcomes[inside].mean() - values[inside].mean())
+    return float(error)
 
 
 def feature_importance(

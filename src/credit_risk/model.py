@@ -2,16 +2,39 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from sklearn.base import ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from credit_risk.config import Train
 from credit_risk.schema import POSITIVE_CLASS, column_specs, feature_columns
+
+MODEL_FILE, INFO_FILE, BACKGROUND_FILE = "model.joblib", "model.json", "background.parquet"
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """The three files a trained model is: the pipeline, its info (features, threshold) and
+    the explanation background; in models/, a BentoML model, or a registry version's run."""
+
+    model: Path
+    info: Path
+    background: Path
+
+    @classmethod
+    def in_folder(cls, folder: Path) -> ModelFiles:
+        return cls(folder / MODEL_FILE, folder / INFO_FILE, folder / BACKGROUND_FILE)
+
+    def all(self) -> tuple[Path, Path, Path]:
+        return (self.model, self.info, self.background)
 
 
 def model_features(config: Train) -> list[str]:
@@ -20,9 +43,20 @@ def model_features(config: Train) -> list[str]:
 
 
 def _classifier(config: Train) -> ClassifierMixin:
+    """The chosen estimator, wrapped in its probability calibration unless that is ``none``."""
     params: dict[str, Any] = config.model_params()
     estimator: type[ClassifierMixin] = config.chosen().estimator
-    return estimator(random_state=config.seed, **params)
+    classifier = estimator(random_state=config.seed, **params)
+    calibration = config.calibration
+    if calibration.method == "none":
+        return classifier
+    # ensemble=False: one model fitted on all rows, mapped by a calibrator fitted on the
+    # out-of-fold predictions; scores keep the model's ranking and explanations stay about it.
+    folds = StratifiedKFold(n_splits=calibration.folds, shuffle=True, random_state=config.seed)
+    calibrated: ClassifierMixin = CalibratedClassifierCV(
+        classifier, method=calibration.method, cv=folds, ensemble=False
+    )
+    return calibrated
 
 
 def build_pipeline(config: Train) -> Pipeline:

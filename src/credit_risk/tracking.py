@@ -25,6 +25,7 @@ from credit_risk.errors import CreditRiskError
 LOCAL_STORE = Path("mlruns")
 MODEL_MD5_TAG = "lineage.model_md5"  # the pipeline file's hash, as dvc.lock records it
 MODEL_FILES_TAG = "lineage.model_files"  # lineage.model_fingerprint of the three model files
+MODEL_ARTIFACTS = "serving"  # the run's folder holding the three model files, byte for byte
 PROJECT_ROOT_VARIABLE = "DVC_ROOT"  # set by DVC for every stage it runs, queued ones included
 
 

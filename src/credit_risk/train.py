@@ -17,6 +17,7 @@ import joblib
 import mlflow
 import pandas as pd
 import sklearn
+import skops.io
 from mlflow.models import infer_signature
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
@@ -29,6 +30,7 @@ from credit_risk.model import build_pipeline, model_features, predict_positive
 from credit_risk.schema import positive_labels, positive_outcome
 from credit_risk.stage import run
 from credit_risk.tracking import (
+    MODEL_ARTIFACTS,
     MODEL_FILES_TAG,
     MODEL_MD5_TAG,
     run_for_model,
@@ -39,7 +41,6 @@ from credit_risk.tracking import (
 log = logging.getLogger(__name__)
 
 INPUT_EXAMPLE_ROWS = 5
-SERVING_ARTIFACTS = "serving"  # model.json and the background, for serving a registry version
 SERVING_PACKAGES = ("scikit-learn", "numpy", "pandas", "scipy", "cloudpickle")
 
 
@@ -60,6 +61,7 @@ def model_info(params: Params, rows: int, train_md5: str) -> dict[str, Any]:
         "hyperparameters": params.train.model_params(),
         "features": model_features(params.train),
         "decision_threshold": params.train.decision_threshold,
+        "calibration": params.train.calibration.method,
         "positive_class": positive_outcome(),
         "training_rows": rows,
         "training_data_md5": train_md5,
@@ -89,6 +91,15 @@ def _unused_models(params: Params) -> list[str]:
 def model_requirements() -> list[str]:
     """Pinned packages needed to load the logged model (given, so MLflow need not infer them)."""
     return [f"{name}=={version(name)}" for name in SERVING_PACKAGES]
+
+
+def own_types(pipeline: Pipeline) -> list[str]:
+    """The classes in this pipeline that skops does not trust by default (the calibration's).
+
+    MLflow saves the model with skops, which refuses to load types outside its default list
+    unless named; these are the classes this code built the pipeline from, nothing from outside.
+    """
+    return list(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)))
 
 
 def log_run(pipeline: Pipeline, frame: pd.DataFrame, params: Params, model_path: Path) -> str:
@@ -127,10 +138,12 @@ def log_run(pipeline: Pipeline, frame: pd.DataFrame, params: Params, model_path:
             input_example=example,
             pyfunc_predict_fn="predict_proba",
             pip_requirements=model_requirements(),
+            skops_trusted_types=own_types(pipeline),
         )
-        # What the service needs beside the pipeline, so a registry version can be served.
-        mlflow.log_artifact(str(params.paths.model_info), artifact_path=SERVING_ARTIFACTS)
-        mlflow.log_artifact(str(params.paths.background), artifact_path=SERVING_ARTIFACTS)
+        # The three model files, byte for byte, so a registry version is served (and judged)
+        # as exactly the model the pipeline trained: the same fingerprint, the same tag.
+        for path in (model_path, params.paths.model_info, params.paths.background):
+            mlflow.log_artifact(str(path), artifact_path=MODEL_ARTIFACTS)
     first = runs_for_model(experiment_id, fingerprint)[0].info.run_id
     if first != active.info.run_id:
         mlflow.delete_run(active.info.run_id)

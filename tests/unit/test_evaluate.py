@@ -6,11 +6,20 @@ import pytest
 
 from credit_risk.config import Params
 from credit_risk.errors import DataError
-from credit_risk.evaluate import classification_metrics, evaluate
+from credit_risk.evaluate import classification_metrics, evaluate, expected_calibration_error
 from credit_risk.fairness import band_labels, group_report, groups_of
 from credit_risk.train import model_info
 
-METRICS = {"roc_auc", "accuracy", "f1", "precision", "recall", "log_loss", "brier"}
+METRICS = {
+    "roc_auc",
+    "accuracy",
+    "f1",
+    "precision",
+    "recall",
+    "log_loss",
+    "brier",
+    "calibration_error",
+}
 
 
 def test_perfect_scores_give_perfect_metrics() -> None:
@@ -19,6 +28,18 @@ def test_perfect_scores_give_perfect_metrics() -> None:
     assert set(metrics) == METRICS
     assert metrics["roc_auc"] == metrics["accuracy"] == metrics["f1"] == 1.0
     assert metrics["brier"] == pytest.approx(0.025)
+
+
+def test_calibration_error_is_the_weighted_gap_per_bin() -> None:
+    # Bin [0.2, 0.3): mean score 0.25, one in four positive: calibrated, no error.
+    calibrated = pd.Series([0.25] * 4)
+    assert expected_calibration_error(pd.Series([1, 0, 0, 0]), calibrated) == pytest.approx(0.0)
+    # Half the rows say 0.9 and are all negative (gap 0.9); the other half are exact.
+    labels = pd.Series([0, 0, 1, 0, 0, 0])
+    scores = pd.Series([0.9, 0.9, 1 / 3, 1 / 3, 1 / 3, 0.9])
+    assert expected_calibration_error(labels, scores) == pytest.approx(0.45)
+    # A score of exactly 1.0 falls in the top bin, not outside the bins.
+    assert expected_calibration_error(pd.Series([1]), pd.Series([1.0])) == pytest.approx(0.0)
 
 
 def test_threshold_moves_decisions_not_ranking() -> None:

@@ -1,1 +1,1 @@
-"""Environments as code: what runs where is in git (deploy/<environment>.yaml), and targets make it so."""
+"""Environments as code: what runs where is in git (deploy/<name>.yaml); targets make it so."""

@@ -17,34 +17,25 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import bentoml
-import joblib
-import mlflow
-from mlflow.exceptions import MlflowException
 
 from credit_risk.config import Params, load_params
-from credit_risk.errors import ConfigError, CreditRiskError
+from credit_risk.errors import CreditRiskError
 from credit_risk.files import md5
 from credit_risk.lineage import git_commit, model_fingerprint
-from credit_risk.serving.scorer import BACKGROUND_FILE, INFO_FILE, MODEL_FILE, ModelFiles
+from credit_risk.model import BACKGROUND_FILE, INFO_FILE, MODEL_FILE, ModelFiles
+from credit_risk.registry.client import (
+    RegistryError,
+    connect,
+    get_version,
+    model_files,
+    version_by_alias,
+)
+from credit_risk.registry.uris import model_uri
 from credit_risk.stage import run
 from credit_risk.tracking import run_for_model, use_experiment
-from credit_risk.train import SERVING_ARTIFACTS
-
-
-def registry_uri(name: str, alias: str | None = None, version: int | None = None) -> str:
-    """``models:/name@alias`` or ``models:/name/version``: exactly one of the two, never latest."""
-    if (alias is None) == (version is None):
-        raise ConfigError("give exactly one of an alias or a version of the registered model")
-    if alias is not None:
-        if alias.lower() == "latest":
-            raise ConfigError("'latest' moves with every registration; name an alias or version")
-        return f"models:/{name}@{alias}"
-    return f"models:/{name}/{version}"
 
 
 def content_version(files: ModelFiles) -> str:
@@ -106,41 +97,41 @@ def import_from_pipeline(params: Params) -> bentoml.Model:
 def import_from_registry(
     params: Params, name: str, alias: str | None, version: int | None
 ) -> bentoml.Model:
-    """Store a registered model version (by alias or number) with its serving artifacts."""
-    uri = registry_uri(name, alias, version)
-    use_experiment(params.tracking.experiment)
-    client = mlflow.MlflowClient()
+    """Store a registered model version (by alias or number): its run's exact model files."""
+    uri = model_uri(name, alias, version)
+    client = connect(params.tracking.experiment)
+    if alias is not None:
+        found = version_by_alias(client, name, alias)
+        if found is None:
+            raise RegistryError(f"{uri}: no version of {name!r} has the alias {alias!r}")
+    else:
+        found = get_version(client, name, int(version or 0))
+    run_tags = client.get_run(found.run_id).data.tags if found.run_id else {}
+    metadata = {
+        "source": "registry",
+        "registered_model": name,
+        "registry_version": int(found.version),
+        "registry_uri": model_uri(name, version=int(found.version)),
+        "mlflow_run_id": found.run_id,
+        "git_commit": run_tags.get("lineage.git_commit", "unknown"),
+    }
+    with model_files(found) as files:
+        tag = bentoml.Tag(params.serve.model_name, content_version(files))
+        _forget_unregistered(tag)
+        return store(params.serve.model_name, files, metadata)
+
+
+def _forget_unregistered(tag: bentoml.Tag) -> None:
+    """The same files imported from the pipeline carry no registry lineage: store them anew.
+
+    (A bento built earlier keeps its own copy of the model, so it is not affected.)
+    """
     try:
-        found = (
-            client.get_model_version_by_alias(name, alias)
-            if alias is not None
-            else client.get_model_version(name, str(version))
-        )
-        if not found.run_id:
-            raise CreditRiskError(f"{uri} was not registered from a run; its lineage is unknown")
-        pipeline = mlflow.sklearn.load_model(uri)
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            mlflow.artifacts.download_artifacts(
-                run_id=found.run_id, artifact_path=SERVING_ARTIFACTS, dst_path=str(folder)
-            )
-            joblib.dump(pipeline, folder / SERVING_ARTIFACTS / MODEL_FILE)
-            run_tags = client.get_run(found.run_id).data.tags
-            metadata = {
-                "source": "registry",
-                "registered_model": name,
-                "registry_version": int(found.version),
-                "registry_uri": uri,
-                "mlflow_run_id": found.run_id,
-                "git_commit": run_tags.get("lineage.git_commit", "unknown"),
-            }
-            return store(
-                params.serve.model_name, ModelFiles.in_folder(folder / SERVING_ARTIFACTS), metadata
-            )
-    except MlflowException as exc:
-        raise CreditRiskError(
-            f"cannot import {uri} from {mlflow.get_tracking_uri()}: {exc.message}"
-        ) from None
+        existing = bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound:
+        return
+    if existing.info.metadata.get("source") != "registry":
+        bentoml.models.delete(tag)
 
 
 def main() -> None:

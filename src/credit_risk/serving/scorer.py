@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, cast
 
 import joblib
@@ -18,7 +16,13 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from credit_risk.model import positive_column
+from credit_risk.model import (
+    BACKGROUND_FILE,
+    INFO_FILE,
+    MODEL_FILE,
+    ModelFiles,
+    positive_column,
+)
 from credit_risk.schema import contract
 from credit_risk.serving.encoder import RowEncoder
 from credit_risk.serving.explain import Explanation, ShapleyExplainer
@@ -28,18 +32,7 @@ log = logging.getLogger("bentoml.credit_risk")
 # reference rows, or scoring goes through the pipeline itself. Both compute the same floating
 # point operations in the same order, so a correct encoder agrees to the last bit or so.
 PARITY_TOLERANCE = 1e-9
-MODEL_FILE, INFO_FILE, BACKGROUND_FILE = "model.joblib", "model.json", "background.parquet"
-
-
-@dataclass(frozen=True)
-class ModelFiles:
-    model: Path
-    info: Path
-    background: Path
-
-    @classmethod
-    def in_folder(cls, folder: Path) -> ModelFiles:
-        return cls(folder / MODEL_FILE, folder / INFO_FILE, folder / BACKGROUND_FILE)
+__all__ = ["BACKGROUND_FILE", "INFO_FILE", "MODEL_FILE", "ModelFiles", "Scorer"]
 
 
 class Scorer:

@@ -34,12 +34,26 @@ def test_contributions_add_up_to_the_score(explainer, trained, source_split, par
     assert total == pytest.approx(explanation.log_odds - explanation.baseline_log_odds, abs=1e-9)
 
 
-def test_linear_model_matches_the_closed_form(explainer, trained, source_split, params) -> None:
+def test_linear_model_matches_the_closed_form(source_split, params: Params) -> None:
     """For logistic regression, a feature's Shapley value is its terms' w * (x - mean x)."""
-    row = source_split[1][model_features(params.train)].iloc[[3]]
+    train, test = source_split
+    linear = params.model_copy(
+        update={
+            "train": params.train.model_copy(
+                update={
+                    "model": "logistic_regression",
+                    "calibration": params.train.calibration.model_copy(update={"method": "none"}),
+                }
+            )
+        }
+    )
+    pipeline = fit(train, linear)
+    features = model_features(linear.train)
+    explainer = ShapleyExplainer(pipeline, explain_background(train, linear), features)
+    row = test[features].iloc[[3]]
     explanation = explainer.explain(row)
-    preprocess = trained.named_steps["preprocess"]
-    weights = trained.named_steps["classifier"].coef_[0]
+    preprocess = pipeline.named_steps["preprocess"]
+    weights = pipeline.named_steps["classifier"].coef_[0]
     x = preprocess.transform(row)[0]
     mean = preprocess.transform(explainer.background).mean(axis=0)
     names = preprocess.get_feature_names_out()

@@ -13,7 +13,6 @@ from credit_risk.errors import ConfigError, CreditRiskError
 from credit_risk.serving.model_store import (
     content_version,
     import_from_registry,
-    registry_uri,
     store,
 )
 from credit_risk.serving.scorer import ModelFiles, Scorer
@@ -51,14 +50,6 @@ def test_missing_files_are_named(tmp_path, params: Params) -> None:
         store(params.serve.model_name, ModelFiles.in_folder(tmp_path), {"source": "test"})
 
 
-def test_registry_uri_never_floats() -> None:
-    assert registry_uri("m", alias="production") == "models:/m@production"
-    assert registry_uri("m", version=3) == "models:/m/3"
-    for bad in ({}, {"alias": "a", "version": 1}, {"alias": "latest"}):
-        with pytest.raises(ConfigError):
-            registry_uri("m", **bad)
-
-
 def test_import_from_registry_by_alias_and_version(
     trained, source_split, model_files: ModelFiles, params: Params, tmp_path
 ) -> None:
@@ -81,6 +72,10 @@ def test_import_from_registry_by_alias_and_version(
     by_version = import_from_registry(params, "credit-risk-test", None, int(version.version))
 
     assert by_alias.tag == by_version.tag
+    # The registry holds the pipeline's exact files: the same model, the same tag.
+    assert by_alias.tag == bentoml.Tag.from_taglike(
+        f"{params.serve.model_name}:{content_version(model_files)}"
+    )
     metadata = by_alias.info.metadata
     assert metadata["mlflow_run_id"] == run_id
     assert metadata["registry_version"] == int(version.version)
@@ -92,9 +87,11 @@ def test_import_from_registry_by_alias_and_version(
     )
 
 
-def test_unknown_alias_is_a_clear_error(params: Params) -> None:
-    with pytest.raises(CreditRiskError, match="cannot import models:/nobody@production"):
+def test_unknown_alias_or_version_is_a_clear_error(params: Params) -> None:
+    with pytest.raises(CreditRiskError, match="models:/nobody@production: no version"):
         import_from_registry(params, "nobody", "production", None)
+    with pytest.raises(CreditRiskError, match=r"models:/nobody/7 does not exist"):
+        import_from_registry(params, "nobody", None, 7)
 
 
 def test_pipeline_model_file_loads(model_files: ModelFiles) -> None:

@@ -1,0 +1,1 @@
+"""The registry layer: model URIs, registration with lineage, tracing, and the shared stack."""

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import pytest
+
+from credit_risk.errors import ConfigError
+from credit_risk.registry.uris import check_alias, model_uri
+
+
+def test_a_model_uri_never_floats() -> None:
+    assert model_uri("m", alias="production") == "models:/m@production"
+    assert model_uri("m", version=3) == "models:/m/3"
+    for bad in ({}, {"alias": "a", "version": 1}, {"alias": "latest"}, {"version": 0}):
+        with pytest.raises(ConfigError):
+            model_uri("m", **bad)
+
+
+@pytest.mark.parametrize("alias", ["Latest", "prod uction", "", "-staging"])
+def test_malformed_aliases_are_refused(alias: str) -> None:
+    with pytest.raises(ConfigError):
+        check_alias(alias)
