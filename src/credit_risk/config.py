@@ -45,6 +45,8 @@ class Paths(Strict):
     importance: Path
     plots: Path
     figures: Path
+    gate_report: Path  # the gate's verdict for machines (JSON), written by `make gate`
+    gate_summary: Path  # the same verdict for people (Markdown, the pull-request comment's)
 
 
 class NumericShift(Strict):
@@ -229,10 +231,41 @@ class Evaluate(Strict):
         return value
 
 
+FairnessMetric = Literal[
+    "roc_auc",
+    "brier",
+    "accuracy",
+    "f1",
+    "true_positive_rate",
+    "false_positive_rate",
+    "selection_rate",
+]
+
+
+class FairnessRule(Strict):
+    """The largest gap of one per-group metric, between the groups of each protected attribute
+    (evaluate.protected_attributes) that hold at least ``min_group_rows`` held-out rows."""
+
+    metric: FairnessMetric
+    max_gap: Annotated[float, Field(gt=0.0, le=1.0)]
+    min_group_rows: Annotated[int, Field(ge=1)]
+
+
+class NoRegression(Strict):
+    """How much worse than the production model, on the same rows, a candidate may be."""
+
+    max_roc_auc_drop: Annotated[float, Field(ge=0.0, le=1.0)]
+    max_brier_rise: Annotated[float, Field(ge=0.0, le=1.0)]
+
+
 class Gate(Strict):
-    """What a model must reach before it may ship (rules are checked where the model is judged)."""
+    """What a model must reach before it may ship: `make gate` judges it (credit_risk/gate)."""
 
     min_roc_auc: Annotated[float, Field(ge=0.5, le=1.0)]
+    max_brier: Annotated[float, Field(gt=0.0, le=1.0)]
+    max_calibration_error: Annotated[float, Field(gt=0.0, le=1.0)]
+    fairness: FairnessRule
+    no_regression: NoRegression
 
 
 class Tracking(Strict):

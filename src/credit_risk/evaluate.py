@@ -14,68 +14,20 @@ from typing import Any
 
 import joblib
 import mlflow
-import numpy as np
 import pandas as pd
 from sklearn.inspection import permutation_importance
-from sklearn.metrics import (
-    accuracy_score,
-    brier_score_loss,
-    f1_score,
-    log_loss,
-    precision_score,
-    recall_score,
-    roc_auc_score,
-)
 from sklearn.pipeline import Pipeline
 
 from credit_risk import plots
 from credit_risk.config import Evaluate, Params, load_params
-from credit_risk.errors import DataError
-from credit_risk.fairness import group_report, groups_of
 from credit_risk.files import write_json
 from credit_risk.lineage import model_fingerprint
-from credit_risk.model import predict_positive
+from credit_risk.quality import measure
 from credit_risk.schema import positive_labels
 from credit_risk.stage import run
 from credit_risk.tracking import MODEL_FILES_TAG, run_for_model, use_experiment
 
 log = logging.getLogger(__name__)
-
-
-def classification_metrics(
-    labels: pd.Series, scores: pd.Series, threshold: float
-) -> dict[str, float]:
-    """Ranking, decision and probability-quality metrics on one set of rows."""
-    if labels.nunique() < 2:
-        raise DataError("the test data holds only one outcome; ROC AUC is undefined")
-    decisions = (scores >= threshold).astype(int)
-    values = {
-        "roc_auc": roc_auc_score(labels, scores),
-        "accuracy": accuracy_score(labels, decisions),
-        "f1": f1_score(labels, decisions, zero_division=0),
-        "precision": precision_score(labels, decisions, zero_division=0),
-        "recall": recall_score(labels, decisions, zero_division=0),
-        "log_loss": log_loss(labels, scores, labels=[0, 1]),
-        "brier": brier_score_loss(labels, scores),
-        "calibration_error": expected_calibration_error(labels, scores),
-    }
-    return {name: round(float(value), 6) for name, value in values.items()}
-
-
-def expected_calibration_error(
-    labels: pd.Series, scores: pd.Series, bins: int = plots.CALIBRATION_BINS
-) -> float:
-    """How far the scores are from being probabilities: the gap between the mean score and the
-    observed share of the positive outcome in each of ``bins`` equal-width score bins, weighted
-    by the bin's share of rows (the bins of the calibration plot)."""
-    values = scores.to_numpy(dtype=float)
-    outcomes = labels.to_numpy(dtype=float)
-    which = np.minimum((values * bins).astype(int), bins - 1)
-    error = 0.0
-    for number in np.unique(which):
-        inside = which == number
-        error += inside.mean() * abs(outcomes[inside].mean() - values[inside].mean())
-    return float(error)
 
 
 def feature_importance(
@@ -107,20 +59,12 @@ def evaluate(
     pipeline: Pipeline, info: dict[str, Any], frame: pd.DataFrame, params: Params
 ) -> dict[str, Any]:
     """Every evaluation result for the held-out ``frame``, ready to be written."""
-    features: list[str] = info["features"]
-    threshold: float = info["decision_threshold"]
-    labels = positive_labels(frame)
-    scores = predict_positive(pipeline, frame[features])
-    decisions = (scores >= threshold).astype(int)
-    fairness = {}
-    for column, edges in params.evaluate.protected_attributes.items():
-        groups = groups_of(frame, column, edges)
-        fairness[str(groups.name)] = group_report(labels, scores, decisions, groups)
+    measured = measure(pipeline, info, frame, params.evaluate.protected_attributes)
     return {
-        "metrics": classification_metrics(labels, scores, threshold),
-        "fairness": fairness,
-        "importance": feature_importance(pipeline, frame, features, params.evaluate),
-        "curves": plots.curves(labels, scores, decisions),
+        "metrics": measured.metrics,
+        "fairness": measured.fairness,
+        "importance": feature_importance(pipeline, frame, info["features"], params.evaluate),
+        "curves": plots.curves(measured.labels, measured.scores, measured.decisions),
     }
 
 

@@ -6,8 +6,9 @@ import pytest
 
 from credit_risk.config import Params
 from credit_risk.errors import DataError
-from credit_risk.evaluate import classification_metrics, evaluate, expected_calibration_error
+from credit_risk.evaluate import evaluate
 from credit_risk.fairness import band_labels, group_report, groups_of
+from credit_risk.quality import classification_metrics, expected_calibration_error
 from credit_risk.train import model_info
 
 METRICS = {

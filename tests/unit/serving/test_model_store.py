@@ -9,7 +9,7 @@ import mlflow
 import pytest
 
 from credit_risk.config import Params
-from credit_risk.errors import ConfigError, CreditRiskError
+from credit_risk.errors import CreditRiskError
 from credit_risk.serving.model_store import (
     content_version,
     import_from_registry,
