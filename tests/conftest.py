@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -33,7 +34,7 @@ from credit_risk.schema import ColumnSpec, column_specs, contract, feature_colum
 from credit_risk.serving.model_store import store
 from credit_risk.serving.scorer import ModelFiles
 from credit_risk.split import split
-from credit_risk.train import explain_background, fit, model_info
+from credit_risk.train import explain_background, fit, log_run, model_info
 from credit_risk.validate import read_csv, validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -184,6 +185,68 @@ def model_files(
 def model_tag(model_files: ModelFiles, params: Params) -> str:
     """The default model, stored in the test session's BentoML store."""
     return str(store(params.serve.model_name, model_files, {"source": "test"}).tag)
+
+
+class ModelWorkspace:
+    """A model's three files, the held-out rows and the gate's reports in a folder of their
+    own, with params pointing at them and a registered model name of their own (so tests that
+    move aliases do not meet), in the session's throw-away MLflow store."""
+
+    def __init__(self, folder: Path, params: Params, split_rows: tuple[pd.DataFrame, ...]) -> None:
+        self.folder = folder
+        self.train_rows, self.test_rows = split_rows
+        test_file = folder / "test.parquet"
+        self.test_rows.to_parquet(test_file)
+        paths = params.paths.model_copy(
+            update={
+                "test": test_file,
+                "train": folder / "train.parquet",
+                "gate_report": folder / "gate.json",
+                "gate_summary": folder / "gate.md",
+            }
+        )
+        self.train_rows.to_parquet(paths.train)
+        serve = params.serve.model_copy(update={"model_name": f"m-{folder.name.lower()}"[:60]})
+        self.params = params.model_copy(update={"paths": paths, "serve": serve})
+
+    def with_train(self, **changes: Any) -> Params:
+        """These params with train settings changed (model files of their own)."""
+        train = self.params.train.model_copy(update=changes)
+        return self.params.model_copy(update={"train": train})
+
+    def candidate(
+        self, pipeline: Any, params: Params | None = None, name: str = "candidate"
+    ) -> Params:
+        """Write ``pipeline``'s model files; return params whose model paths point at them."""
+        chosen = params or self.params
+        files = ModelFiles.in_folder(self.folder / name)
+        files.model.parent.mkdir(exist_ok=True)
+        joblib.dump(pipeline, files.model)
+        write_json(files.info, model_info(chosen, len(self.train_rows), "test-data-md5"))
+        explain_background(self.train_rows, chosen).to_parquet(files.background, index=False)
+        paths = chosen.paths.model_copy(
+            update={"model": files.model, "model_info": files.info, "background": files.background}
+        )
+        return chosen.model_copy(update={"paths": paths})
+
+    def fit(self, params: Params | None = None) -> Pipeline:
+        return fit(self.train_rows, params or self.params)
+
+    def into_production(self, pipeline: Pipeline, params: Params | None = None) -> int:
+        """Log ``pipeline`` as a run, register it and give it the production alias."""
+        placed = self.candidate(pipeline, params, name="production")
+        run_id = log_run(pipeline, self.train_rows, placed, placed.paths.model)
+        name = placed.serve.model_name
+        version = mlflow.register_model(f"runs:/{run_id}/model", name)
+        mlflow.MlflowClient().set_registered_model_alias(name, "production", version.version)
+        return int(version.version)
+
+
+@pytest.fixture
+def model_workspace(
+    tmp_path: Path, params: Params, source_split: tuple[pd.DataFrame, pd.DataFrame]
+) -> ModelWorkspace:
+    return ModelWorkspace(tmp_path, params, source_split)
 
 
 GIT_IDENTITY = {

@@ -97,10 +97,10 @@ def version_tags(
     return tags
 
 
-def register(params: Params) -> ModelVersion:
+def register(params: Params, lock: Path = DVC_LOCK) -> ModelVersion:
     """Register the gated pipeline model (or find its version) and point ``candidate`` at it."""
     paths = params.paths
-    if md5(paths.model) != locked_model_md5(params):
+    if md5(paths.model) != locked_model_md5(params, lock):
         raise CreditRiskError(
             f"{paths.model} is not the model dvc.lock records; run `dvc repro` (or `dvc checkout`)"
         )
