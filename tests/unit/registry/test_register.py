@@ -94,7 +94,7 @@ def test_a_model_other_than_the_locked_one_is_refused(gated, tmp_path: Path) -> 
     other = tmp_path / "other.lock"
     outs = [{"path": str(params.paths.model), "md5": "0" * 32}]
     other.write_text(yaml.safe_dump({"stages": {"train": {"outs": outs}}}), encoding="utf-8")
-    with pytest.raises(CreditRiskError, match="not the model dvc.lock records"):
+    with pytest.raises(CreditRiskError, match=r"not the model dvc\.lock records"):
         register(params, other)
 
 
