@@ -14,7 +14,7 @@ PORT ?= 3000
 LOCK_FLAGS := --python-version 3.11 --generate-hashes --no-header --no-annotate --quiet
 
 .PHONY: help setup repro test test-fast lint format typecheck bench bench-service serve bento \
-	serve-bento soak mlflow-ui lock clean
+	serve-bento soak mlflow-ui lock clean gate register trace deploy promote rollback status
 
 help: ## Show this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -63,6 +63,30 @@ bento: setup ## Build the bento: service + the pipeline's model + pinned package
 serve-bento: setup ## Serve a built bento: make serve-bento BENTO=credit-risk:<version>
 	@test -n "$(BENTO)" || { echo "usage: make serve-bento BENTO=<tag printed by make bento>"; exit 2; }
 	bentoml serve $(BENTO) --host 127.0.0.1 --port $(PORT)
+
+gate: setup ## Judge the pipeline's model by params.yaml's gate: rules (exits 1 if one fails)
+	python -m credit_risk.gate.check
+
+register: setup ## Register the gated model with its lineage; alias candidate (after make gate)
+	python -m credit_risk.registry.register
+
+trace: setup ## The code, data and params behind a score: make trace VERSION=<model_version>
+	@test -n "$(VERSION)" || { echo "usage: make trace VERSION=<a score's model_version>"; exit 2; }
+	python -m credit_risk.registry.trace "$(VERSION)"
+
+deploy: setup ## Deploy to an environment: make deploy ENV=staging [BENTO=<tag>]
+	@test -n "$(ENV)" || { echo "usage: make deploy ENV=<environment> [BENTO=<bento tag>]"; exit 2; }
+	python -m credit_risk.deploy deploy "$(ENV)" $(BENTO)
+
+promote: setup ## Deploy staging's exact release (same bento) to production
+	python -m credit_risk.deploy promote
+
+rollback: setup ## Deploy an environment's previous release: make rollback ENV=production
+	@test -n "$(ENV)" || { echo "usage: make rollback ENV=<environment>"; exit 2; }
+	python -m credit_risk.deploy rollback "$(ENV)"
+
+status: setup ## Each environment: what git, the registry and the target say (flags drift)
+	python -m credit_risk.deploy status
 
 bench-service: setup ## Service latency and throughput vs in-process and mlflow models serve
 	$(PYTHON) benchmarks/service.py
