@@ -101,7 +101,11 @@ def test_run_is_logged_with_lineage(trained, source_split, params: Params, tmp_p
         predict_positive(logged, features), predict_positive(trained, features)
     )
     served = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="serving")
-    assert sorted(p.name for p in Path(served).iterdir()) == ["background.parquet", "model.json"]
+    assert sorted(p.name for p in Path(served).iterdir()) == [
+        "background.parquet",
+        "model.joblib",
+        "model.json",
+    ]
     found = run_for_model(use_experiment("lineage"), fingerprint_of(model_file, local))
     assert found is not None and found.info.run_id == run_id
 
