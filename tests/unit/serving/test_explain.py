@@ -64,8 +64,13 @@ def test_linear_model_matches_the_closed_form(source_split, params: Params) -> N
 
 def test_a_tree_model_is_explained_too(source_split, params: Params) -> None:
     train, test = source_split
+    uncalibrated = params.train.calibration.model_copy(update={"method": "none"})
     forest = params.model_copy(
-        update={"train": params.train.model_copy(update={"model": "hist_gradient_boosting"})}
+        update={
+            "train": params.train.model_copy(
+                update={"model": "hist_gradient_boosting", "calibration": uncalibrated}
+            )
+        }
     )
     pipeline = fit(train, forest)
     features = model_features(forest.train)
