@@ -340,6 +340,10 @@ class LocalTarget:
         self.nginx = str(nginx) if nginx is not None else default_nginx()
         self.smoke_rows = smoke_rows
         self._launched: dict[int, subprocess.Popen[bytes]] = {}  # supervisors, to reap them
+        # When the last deploy reached each step (time.monotonic()): started, ready (every
+        # replica answered /readyz), smoke_passed, reloaded (nginx told), switched (nginx
+        # answered from the new release), drained (the old release stopped). For reports.
+        self.phases: dict[str, float] = {}
 
     @property
     def where(self) -> str:
@@ -349,24 +353,13 @@ class LocalTarget:
 
     def deploy(self, release: Release) -> Observed:
         """Make ``release`` take traffic; on failure the previous release keeps serving."""
+        self.phases = {"started": time.monotonic()}
         build = self._nginx_build()
         serve_args = self._bento_arguments(release)
         with self._locked():
             state = self._state()
             self._check_port()
             new = self._start(release, state)
-            try:
-                self._verify(release, new)
-            except DeployError as failure:
-                self._stop_supervisor(new.folder, new.supervisor)
-                previous = (
-                    f"{state['release']['bento']} still serves"
-                    if state and self._nginx_pid() is not None
-                    else "nothing was running before"
-                )
-                raise DeployError(
-                    f"{release.bento} not deployed to {self.name} ({previous}): {failure}"
-                ) from None
             plan = ProxyPlan(
                 environment=self.name,
                 port=self.settings.port,
@@ -377,14 +370,26 @@ class LocalTarget:
                 max_body_bytes=int(serve_args.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES)),
             )
             try:
+                self._verify(release, new)
                 nginx_pid, old_workers = self._switch(plan, build)
-            except DeployError:
+            except DeployError as failure:
+                self._stop_supervisor(new.folder, new.supervisor)
+                previous = (
+                    f"{state['release']['bento']} still serves"
+                    if state and self._nginx_pid() is not None
+                    else "nothing was running before"
+                )
+                raise DeployError(
+                    f"{release.bento} not deployed to {self.name} ({previous}): {failure}"
+                ) from None
+            except BaseException:  # interrupted (Ctrl-C): the new replicas must not linger
                 self._stop_supervisor(new.folder, new.supervisor)
                 raise
             self._record(release, new, nginx_pid)
             if state is not None:
                 self._drain(old_workers)
                 self._stop_supervisor(self.layout.releases / state["release_id"], None)
+            self.phases["drained"] = time.monotonic()
             self._prune()
         return self.observe()
 
@@ -498,6 +503,7 @@ class LocalTarget:
                     + self._log_tail(new.folder, index)
                 )
             time.sleep(0.25)
+        self.phases["ready"] = time.monotonic()
         for index, port in enumerate(new.ports, start=1):
             left = deadline - time.monotonic()
             if left <= 0:
@@ -516,6 +522,7 @@ class LocalTarget:
                     f"smoke test failed on replica {index} (port {port}): {problem}"
                     + self._log_tail(new.folder, index)
                 ) from None
+        self.phases["smoke_passed"] = time.monotonic()
 
     def _check_starting(self, new: Running, index: int) -> None:
         """Fail at once when a starting replica cannot become ready, instead of timing out."""
@@ -572,6 +579,7 @@ class LocalTarget:
         candidate.unlink()
         pid = self._nginx_pid()
         old_workers = descendants(pid) if pid is not None else set()
+        self.phases["reloaded"] = time.monotonic()
         if pid is None:
             started = subprocess.run(
                 [self.nginx, "-c", str(self.layout.conf), *flags],
@@ -588,11 +596,15 @@ class LocalTarget:
             os.kill(pid, signal.SIGHUP)  # graceful reload: re-read the file, replace workers
         try:
             self._await_release(plan.release_id)
-        except DeployError:
+        except BaseException:
+            # Back to the replicas that served before (which still run), or no nginx at all.
             if previous is not None and pid is not None:
                 write_with(self.layout.conf, lambda tmp: tmp.write_text(previous, encoding="utf-8"))
                 os.kill(pid, signal.SIGHUP)
+            elif pid is None:
+                self._stop_nginx()
             raise
+        self.phases["switched"] = time.monotonic()
         found = self._nginx_pid()
         if found is None:
             raise DeployError(f"nginx is not running\n{tail(self.layout.error_log)}")
@@ -690,19 +702,23 @@ class LocalTarget:
         if not self.state_dir.exists():
             return
         with self._locked():
-            pid = self._nginx_pid()
-            if pid is not None:
-                workers = descendants(pid)
-                os.kill(pid, signal.SIGQUIT)  # graceful: finish the requests in flight
-                if not wait_gone({pid, *workers}, SWITCH_SECONDS + DEFAULT_TIMEOUT_SECONDS):
-                    signal_all([pid, *workers], signal.SIGKILL)
-                    wait_gone({pid, *workers}, 5)
+            self._stop_nginx()
             if self.layout.releases.is_dir():
                 for folder in sorted(self.layout.releases.iterdir()):
                     self._stop_supervisor(folder, None)
             self.layout.state.unlink(missing_ok=True)
 
     # --- helpers ---
+
+    def _stop_nginx(self) -> None:
+        pid = self._nginx_pid()
+        if pid is None:
+            return
+        workers = descendants(pid)
+        os.kill(pid, signal.SIGQUIT)  # graceful: finish the requests in flight
+        if not wait_gone({pid, *workers}, SWITCH_SECONDS + DEFAULT_TIMEOUT_SECONDS):
+            signal_all([pid, *workers], signal.SIGKILL)
+            wait_gone({pid, *workers}, 5)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
