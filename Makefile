@@ -13,8 +13,8 @@ export BENTOML_DO_NOT_TRACK ?= true
 PORT ?= 3000
 LOCK_FLAGS := --python-version 3.11 --generate-hashes --no-header --no-annotate --quiet
 
-.PHONY: help setup repro test test-fast lint format typecheck bench bench-service bench-deploy \
-	serve bento serve-bento soak mlflow-ui lock clean
+.PHONY: help setup repro test test-fast lint format typecheck bench bench-service serve bento \
+	serve-bento soak mlflow-ui lock clean
 
 help: ## Show this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -67,6 +67,7 @@ serve-bento: setup ## Serve a built bento: make serve-bento BENTO=credit-risk:<v
 bench-service: setup ## Service latency and throughput vs in-process and mlflow models serve
 	$(PYTHON) benchmarks/service.py
 
+.PHONY: bench-deploy
 bench-deploy: setup ## Deploy, switch, failed deploy and rollback under load vs a naive restart
 	$(PYTHON) benchmarks/deploy.py
 
