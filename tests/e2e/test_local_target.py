@@ -14,10 +14,11 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.client import HTTPConnection, HTTPException
 from pathlib import Path
+from typing import Any
 
 import bentoml
 import pytest
@@ -25,7 +26,7 @@ import pytest
 from credit_risk.config import Params
 from credit_risk.deploy.environments import LocalSettings, Release
 from credit_risk.deploy.local import LocalTarget, default_nginx
-from credit_risk.deploy.supervise import alive, command_line, descendants
+from credit_risk.deploy.supervise import Spec, alive, command_line, descendants
 from credit_risk.deploy.targets import DeployError
 from credit_risk.files import write_json
 from credit_risk.schema import contract, example_record
@@ -35,12 +36,7 @@ from credit_risk.serving.scorer import ModelFiles
 from credit_risk.train import model_info
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not os.access(default_nginx(), os.X_OK), reason="nginx is not installed (nginx-light)"
-    ),
-]
+pytestmark = pytest.mark.slow
 SETTLE_SECONDS = 60  # for a restarted replica to answer again
 
 
@@ -74,6 +70,8 @@ def releases(
 ) -> dict[str, Release]:
     """Three bentos: A (the test model), B (the same pipeline with another decision threshold:
     another stored model) and a broken one (its model.joblib is garbage, all else valid)."""
+    if not os.access(default_nginx(), os.X_OK):
+        pytest.skip("nginx is not installed (Debian/Ubuntu: nginx-light)")
     folder = tmp_path_factory.mktemp("models")
     other = ModelFiles.in_folder(folder / "other")
     other.model.parent.mkdir()
@@ -320,3 +318,63 @@ def test_a_bento_not_in_the_store_is_refused(
         target.deploy(mismatched)
     assert not (target.state_dir / "releases").exists()
     assert bentoml.bentos.get(releases["a"].bento)  # still there
+
+
+def supervise(folder: Path, spec: Spec) -> subprocess.Popen[bytes]:
+    folder.mkdir(parents=True, exist_ok=True)
+    spec.write(folder)
+    with (folder / "supervisor.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "credit_risk.deploy.supervise", str(folder)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def events(folder: Path) -> list[dict[str, Any]]:
+    lines = (folder / "supervisor.log").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def until(condition: Callable[[], bool], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_the_supervisor_backs_off_then_gives_up_on_a_crashing_replica(tmp_path: Path) -> None:
+    crash = [sys.executable, "-c", "import sys; sys.exit(3)"]
+    spec = Spec(commands=[crash], max_restarts=2, backoff_seconds=0.2, grace_seconds=2)
+    supervisor = supervise(tmp_path, spec)
+    try:
+        until(lambda: any(e["event"] == "replica_given_up" for e in events(tmp_path)))
+        seen = events(tmp_path)
+        exits = [e for e in seen if e["event"] == "replica_exited"]
+        delays = [e["in_seconds"] for e in seen if e["event"] == "replica_restart_scheduled"]
+        assert [e["code"] for e in exits] == [3, 3, 3]
+        assert delays == [0.2, 0.4]  # doubling
+        replicas = json.loads((tmp_path / "replicas.json").read_text())["replicas"]
+        assert replicas[0]["given_up"] and not replicas[0]["running"]
+        assert supervisor.poll() is None  # the supervisor itself carries on
+    finally:
+        supervisor.terminate()
+        assert supervisor.wait(timeout=20) == 0
+
+
+def test_a_replica_that_ignores_sigterm_is_killed_after_the_grace(tmp_path: Path) -> None:
+    stubborn = [
+        sys.executable,
+        "-c",
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)",
+    ]
+    supervisor = supervise(tmp_path, Spec(commands=[stubborn, stubborn], grace_seconds=1))
+    until(lambda: len([e for e in events(tmp_path) if e["event"] == "replica_started"]) == 2)
+    replicas = [e["pid"] for e in events(tmp_path) if e["event"] == "replica_started"]
+    started = time.monotonic()
+    supervisor.terminate()
+    assert supervisor.wait(timeout=20) == 0
+    assert time.monotonic() - started < 10
+    assert not any(alive(pid) for pid in replicas)
+    assert [e["event"] for e in events(tmp_path)][-3:] == ["stopping", "stop_timed_out", "stopped"]

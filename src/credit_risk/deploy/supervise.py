@@ -7,9 +7,10 @@ environment variables to add, how long a replica may take to stop, and how many 
 in a row to allow. The supervisor runs detached in a session of its own and
 
 - starts every replica in a session of its own, its output appended to ``replica-<n>.log``;
-- restarts a replica that exits while it should run, after a back-off (1 s, doubling, at most
-  ``BACKOFF_MAX_SECONDS``), and gives up on it after ``max_restarts`` restarts in a row that
-  each ran less than ``STABLE_SECONDS``; every exit, restart and give-up is one JSON log line;
+- restarts a replica that exits while it should run, after a back-off (``backoff_seconds``,
+  doubling, at most ``BACKOFF_MAX_SECONDS``), and gives up on it after ``max_restarts``
+  restarts in a row that each ran less than ``STABLE_SECONDS``; every exit, restart and
+  give-up is one JSON log line;
 - on SIGTERM (or SIGINT) stops them: SIGTERM to each replica, a bounded wait, then SIGKILL;
 - records who runs in ``replicas.json`` (atomically), which the target reads for its status.
 
@@ -40,7 +41,6 @@ from credit_risk.files import write_json
 SPEC_FILE = "spec.json"
 REPLICAS_FILE = "replicas.json"
 LOG_FILE = "supervisor.log"
-BACKOFF_FIRST_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 30.0
 STABLE_SECONDS = 60.0  # a replica that ran this long before it exited starts a fresh back-off
 POLL_SECONDS = 0.25
@@ -59,6 +59,7 @@ class Spec:
     env: dict[str, str] = field(default_factory=dict)
     grace_seconds: float = 20.0  # a replica's time to finish its requests when stopped
     max_restarts: int = 5  # quick restarts in a row before the supervisor gives up on one
+    backoff_seconds: float = 1.0  # the first restart's delay; doubled for each quick one
 
     def write(self, folder: Path) -> Path:
         path = folder / SPEC_FILE
@@ -271,7 +272,7 @@ class Supervisor:
             replica.given_up = True
             log_event("replica_given_up", replica=replica.index, restarts=replica.restarts)
             return
-        delay = BACKOFF_FIRST_SECONDS * 2 ** max(0, replica.quick_failures - 1)
+        delay = self.spec.backoff_seconds * 2 ** max(0, replica.quick_failures - 1)
         delay = min(BACKOFF_MAX_SECONDS, delay)
         replica.start_at = time.monotonic() + delay
         replica.restarts += 1
