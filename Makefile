@@ -91,6 +91,10 @@ status: setup ## Each environment: what git, the registry and the target say (fl
 bench-service: setup ## Service latency and throughput vs in-process and mlflow models serve
 	$(PYTHON) benchmarks/service.py
 
+.PHONY: bench-deploy
+bench-deploy: setup ## Deploy, switch, failed deploy and rollback under load vs a naive restart
+	$(PYTHON) benchmarks/deploy.py
+
 soak: setup ## Slowest /score requests over 60 s, with and without the request-timeout fix
 	$(PYTHON) benchmarks/soak.py
 
