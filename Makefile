@@ -14,7 +14,8 @@ PORT ?= 3000
 LOCK_FLAGS := --python-version 3.11 --generate-hashes --no-header --no-annotate --quiet
 
 .PHONY: help setup repro test test-fast lint format typecheck bench bench-service serve bento \
-	serve-bento soak mlflow-ui lock clean gate register trace deploy promote rollback status
+	serve-bento soak mlflow-ui lock clean gate register trace deploy promote rollback status \
+	bench-deploy
 
 help: ## Show this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -91,7 +92,6 @@ status: setup ## Each environment: what git, the registry and the target say (fl
 bench-service: setup ## Service latency and throughput vs in-process and mlflow models serve
 	$(PYTHON) benchmarks/service.py
 
-.PHONY: bench-deploy
 bench-deploy: setup ## Deploy, switch, failed deploy and rollback under load vs a naive restart
 	$(PYTHON) benchmarks/deploy.py
 
