@@ -20,7 +20,7 @@ import yaml
 from credit_risk.errors import CreditRiskError
 from credit_risk.schema import contract, example_record
 from credit_risk.serving.api_models import probability_field
-from credit_risk.serving.bento import build, pinned_model
+from credit_risk.serving.bento import SERVICE_MODULE, build, pinned_model
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -167,3 +167,30 @@ def test_bentoml_serve_needs_nothing_but_the_bento(
 def test_unknown_bento_is_a_clear_error() -> None:
     with pytest.raises(CreditRiskError, match="no bento no-such-bento:nope"):
         pinned_model("no-such-bento:nope")
+
+
+def test_a_second_build_in_one_process_pins_its_own_model(
+    bento: Path, model_tag: str, model_files, params, tmp_path: Path
+) -> None:
+    """The service module reads its model when imported: each build must import it afresh."""
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copyfile(model_files.model, other / model_files.model.name)
+    shutil.copyfile(model_files.background, other / model_files.background.name)
+    info = json.loads(model_files.info.read_text())
+    info["decision_threshold"] = round(info["decision_threshold"] / 2, 3)
+    (other / model_files.info.name).write_text(json.dumps(info))
+    from credit_risk.model import ModelFiles
+    from credit_risk.serving.model_store import store
+
+    second = str(store(params.serve.model_name, ModelFiles.in_folder(other), {"source": "t"}).tag)
+    assert second != model_tag
+    previous = Path.cwd()
+    try:
+        os.chdir(ROOT)
+        tag = build(second, params.serve)
+    finally:
+        os.chdir(previous)
+    assert pinned_model(tag) == second
+    service = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["bentoml"]["build"]
+    assert service["service"].split(":")[0] == SERVICE_MODULE

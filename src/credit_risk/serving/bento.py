@@ -13,6 +13,7 @@ carries, as bento arguments, the exact model tag and the `serve` settings, so th
 from __future__ import annotations
 
 import argparse
+import sys
 
 import bentoml
 
@@ -22,9 +23,15 @@ from credit_risk.serving.model_store import import_from_pipeline, import_from_re
 from credit_risk.stage import run
 
 
+SERVICE_MODULE = "credit_risk.serving.service"  # [tool.bentoml.build] service, in pyproject.toml
+
+
 def build(model_tag: str, settings: Serve) -> str:
     """Build a bento serving ``model_tag`` with ``settings``; return the bento's tag."""
     arguments = {"model_tag": model_tag, "serve": settings.model_dump()}
+    # The service module reads its model tag when imported; a build earlier in this process
+    # left it imported with that build's tag, so import it afresh for this one.
+    sys.modules.pop(SERVICE_MODULE, None)
     return str(bentoml.bentos.build_bentofile(build_ctx=".", args=arguments).tag)
 
 
