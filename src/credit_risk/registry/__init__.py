@@ -1,0 +1,1 @@
+"""The registry layer: model URIs, registration, the shared stack."""
