@@ -14,11 +14,11 @@ PORT ?= 3000
 LOCK_FLAGS := --python-version 3.11 --generate-hashes --no-header --no-annotate --quiet
 
 .PHONY: help setup repro test test-fast lint format typecheck bench bench-service serve bento \
-	serve-bento soak mlflow-ui lock clean gate register trace deploy promote rollback status \
-	bench-deploy
+	serve-bento soak mlflow-ui registry-up registry-down registry-status lock clean gate register \
+	trace deploy promote rollback status bench-deploy
 
 help: ## Show this list
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 setup: $(VENV)/.installed ## Create .venv from the pinned, hashed lock files
 
@@ -100,6 +100,15 @@ soak: setup ## Slowest /score requests over 60 s, with and without the request-t
 
 mlflow-ui: setup ## Browse the local MLflow runs at http://127.0.0.1:5000
 	mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
+
+registry-up: setup ## Start the shared registry stack on loopback ports: mlflow server, PostgreSQL, S3 (moto)
+	python -m credit_risk.registry.stack up
+
+registry-down: setup ## Stop the registry stack by its recorded pids (runs, models and artifacts stay)
+	python -m credit_risk.registry.stack down
+
+registry-status: setup ## Show whether each part of the registry stack runs and answers
+	python -m credit_risk.registry.stack status
 
 lock: ## Re-resolve requirements*.lock after editing dependencies in pyproject.toml
 	uv pip compile pyproject.toml --extra pipeline --extra dev $(LOCK_FLAGS) -o requirements.lock

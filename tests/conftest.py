@@ -391,3 +391,25 @@ def churn_writer() -> Callable[..., Path]:
 @pytest.fixture
 def churn_csv(tmp_path: Path) -> Path:
     return write_churn_data(tmp_path / "churn.csv")
+
+
+@pytest.fixture(scope="session")
+def registry_stack() -> Iterator[Any]:
+    """The shared registry stack (mlflow server on PostgreSQL, artifacts in moto's S3), started
+    for the session through the same function as ``make registry-up`` and stopped by its pids.
+
+    Yields the ``Stack``: ``.tracking_uri``, ``.bucket``, ``.s3_endpoint``, ``.state_dir``. The
+    autouse ``isolated_mlflow`` store stays the default: a test points MLflow at the stack itself
+    (monkeypatch ``MLFLOW_TRACKING_URI`` and call ``mlflow.set_tracking_uri``).
+    """
+    from credit_risk.registry import stack
+
+    # Not under pytest's tmp_path: run as root, PostgreSQL runs as the 'postgres' user, which
+    # must be able to reach its data directory (pytest's base directory is private to root).
+    folder = Path(tempfile.mkdtemp(prefix="credit-risk-stack-"))
+    folder.chmod(0o755)
+    try:
+        yield stack.up(folder / "state")
+    finally:
+        stack.down(folder / "state", purge=True)
+        shutil.rmtree(folder, ignore_errors=True)
