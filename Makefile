@@ -14,7 +14,7 @@ PORT ?= 3000
 LOCK_FLAGS := --python-version 3.11 --generate-hashes --no-header --no-annotate --quiet
 
 .PHONY: help setup repro test test-fast lint format typecheck bench bench-service serve bento \
-	serve-bento soak mlflow-ui lock clean
+	serve-bento soak mlflow-ui manifests lock clean
 
 help: ## Show this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -72,6 +72,9 @@ soak: setup ## Slowest /score requests over 60 s, with and without the request-t
 
 mlflow-ui: setup ## Browse the local MLflow runs at http://127.0.0.1:5000
 	mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
+
+manifests: setup ## Render the Kubernetes manifests and Argo CD applications from deploy/*.yaml
+	python -m credit_risk.deploy.kubernetes render
 
 lock: ## Re-resolve requirements*.lock after editing dependencies in pyproject.toml
 	uv pip compile pyproject.toml --extra pipeline --extra dev $(LOCK_FLAGS) -o requirements.lock
