@@ -15,7 +15,7 @@ LOCK_FLAGS := --python-version 3.11 --generate-hashes --no-header --no-annotate 
 
 .PHONY: help setup repro test test-fast lint format typecheck bench bench-service serve bento \
 	serve-bento soak mlflow-ui registry-up registry-down registry-status lock clean gate register \
-	trace deploy promote rollback status bench-deploy
+	trace deploy promote rollback status bench-deploy manifests
 
 help: ## Show this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -109,6 +109,9 @@ registry-down: setup ## Stop the registry stack by its recorded pids (runs, mode
 
 registry-status: setup ## Show whether each part of the registry stack runs and answers
 	python -m credit_risk.registry.stack status
+
+manifests: setup ## Render the Kubernetes manifests and Argo CD applications from deploy/*.yaml
+	python -m credit_risk.deploy.kubernetes render
 
 lock: ## Re-resolve requirements*.lock after editing dependencies in pyproject.toml
 	uv pip compile pyproject.toml --extra pipeline --extra dev $(LOCK_FLAGS) -o requirements.lock
