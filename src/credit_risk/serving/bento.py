@@ -22,7 +22,6 @@ from credit_risk.errors import CreditRiskError
 from credit_risk.serving.model_store import import_from_pipeline, import_from_registry
 from credit_risk.stage import run
 
-
 SERVICE_MODULE = "credit_risk.serving.service"  # [tool.bentoml.build] service, in pyproject.toml
 
 
