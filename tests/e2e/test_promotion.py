@@ -188,6 +188,10 @@ def test_train_gate_register_deploy_promote_break_roll_back_and_forward(project:
     seen = target_for("production", load_environment("production", project.folder / "deploy"),
                       project.folder / ".deploy").observe()  # fmt: skip
     assert seen.ready and seen.bento == first and seen.model_tag == production.model_tag
+    # The Kubernetes overlay follows the file, in the same commit: the same image everywhere.
+    overlay = project.folder / "deploy/kubernetes/overlays/production/kustomization.yaml"
+    assert f"newTag: {bentoml.Tag.from_taglike(first).version}" in overlay.read_text()
+    project.module("credit_risk.deploy.kubernetes", "check")
     traced = project.module("credit_risk.registry.trace", production.model_tag, "--json")
     lineage = json.loads(traced.stdout)
     assert lineage["registry_version"] == 1

@@ -25,6 +25,7 @@ from credit_risk.deploy.environments import (
     parse_environment,
     write_release,
 )
+from credit_risk.deploy.kubernetes import render_all
 from credit_risk.deploy.targets import RUNTIME_DIR, DeployError, Observed, target_for
 from credit_risk.errors import ConfigError
 from credit_risk.registry.client import connect, get_version, set_alias, version_by_alias
@@ -85,6 +86,8 @@ def _apply(name: str, release: Release, context: Context) -> Observed:
     observed = target_for(name, environment, context.runtime).deploy(release)
     if environment.release != release:
         write_release(name, release, context.folder)
+        # The Kubernetes overlays and Argo CD applications follow the file, in the same commit.
+        render_all(context.folder)
     set_alias(client, context.params.serve.model_name, name, release.model_version)
     return observed
 
@@ -93,7 +96,7 @@ def _said(name: str, release: Release, observed: Observed, context: Context) -> 
     path = environment_file(name, context.folder)
     return (
         f"{name}: {release.describe()} serves at {observed.where} ({observed.detail})\n"
-        f"recorded in {path}; commit it to make it the record"
+        f"recorded in {path} (and its Kubernetes overlay); commit them to make it the record"
     )
 
 
