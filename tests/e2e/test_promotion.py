@@ -244,4 +244,9 @@ def test_train_gate_register_deploy_promote_break_roll_back_and_forward(project:
 
     status = project.module("credit_risk.deploy", "status")
     assert status.stdout.count("in sync") == 2, status.stdout
+    # Someone moves the production alias by hand: status flags the drift and exits 3.
+    client.set_registered_model_alias(name, "production", "1")
+    drifted = project.module("credit_risk.deploy", "status", check=False)
+    assert drifted.returncode == 3
+    assert "DRIFT: registry differs" in drifted.stdout and drifted.stdout.count("in sync") == 1
     print(json.dumps(project.timings, indent=2))
