@@ -32,7 +32,7 @@ from credit_risk.registry.client import (
     version_by_alias,
     versions_for_model,
 )
-from credit_risk.registry.uris import CANDIDATE, PRODUCTION, model_uri
+from credit_risk.registry.uris import CANDIDATE, PRODUCTION, model_uri, run_model_uri
 from credit_risk.stage import run
 from credit_risk.tracking import MODEL_FILES_TAG, MODEL_MD5_TAG, run_for_model, use_experiment
 
@@ -131,7 +131,7 @@ def register(params: Params, lock: Path = DVC_LOCK) -> ModelVersion:
         log.info("%s already holds this model", model_uri(name, version=int(version.version)))
     else:
         tags = version_tags(trained.data.tags, verdict, params)
-        version = mlflow.register_model(f"runs:/{trained.info.run_id}/model", name, tags=tags)
+        version = mlflow.register_model(run_model_uri(trained.info.run_id), name, tags=tags)
         for file in (paths.gate_report, paths.gate_summary):
             client.log_artifact(trained.info.run_id, str(file), artifact_path="gate")
     set_alias(client, name, CANDIDATE, int(version.version))

@@ -28,6 +28,13 @@ def model_uri(name: str, alias: str | None = None, version: int | None = None) -
     return f"models:/{name}/{version}"
 
 
+def run_model_uri(run_id: str, artifact: str = "model") -> str:
+    """``runs:/<run id>/model``: the model a training run logged (what a version is made from)."""
+    if not re.fullmatch(r"[0-9a-f]{32}", run_id):
+        raise ConfigError(f"{run_id!r} is not an MLflow run id")
+    return f"runs:/{run_id}/{artifact}"
+
+
 def check_alias(alias: str) -> str:
     """An alias this project may set or read; 'latest' and malformed names are ConfigErrors."""
     if alias.lower() == "latest":
