@@ -185,6 +185,7 @@ def test_a_second_build_in_one_process_pins_its_own_model(
 
     second = str(store(params.serve.model_name, ModelFiles.in_folder(other), {"source": "t"}).tag)
     assert second != model_tag
+    before = vars(bentoml.use_arguments())
     previous = Path.cwd()
     try:
         os.chdir(ROOT)
@@ -192,5 +193,7 @@ def test_a_second_build_in_one_process_pins_its_own_model(
     finally:
         os.chdir(previous)
     assert pinned_model(tag) == second
+    # The process is left as it was: a later import of the service serves what it did before.
+    assert vars(bentoml.use_arguments()) == before
     service = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["bentoml"]["build"]
     assert service["service"].split(":")[0] == SERVICE_MODULE

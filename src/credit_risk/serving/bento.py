@@ -16,6 +16,7 @@ import argparse
 import sys
 
 import bentoml
+from bentoml._internal.configuration.containers import BentoMLContainer
 
 from credit_risk.config import Serve, load_params
 from credit_risk.errors import CreditRiskError
@@ -28,10 +29,17 @@ SERVICE_MODULE = "credit_risk.serving.service"  # [tool.bentoml.build] service, 
 def build(model_tag: str, settings: Serve) -> str:
     """Build a bento serving ``model_tag`` with ``settings``; return the bento's tag."""
     arguments = {"model_tag": model_tag, "serve": settings.model_dump()}
-    # The service module reads its model tag when imported; a build earlier in this process
-    # left it imported with that build's tag, so import it afresh for this one.
+    # The service module reads its model tag from the bento arguments when imported, and
+    # BentoML keeps a build's arguments for the rest of the process: import the service afresh
+    # for this build, and afterwards leave the process as it was (arguments and modules), so
+    # a later build or import in it sees its own model, not this one.
+    previous = dict(BentoMLContainer.bento_arguments.get())
     sys.modules.pop(SERVICE_MODULE, None)
-    return str(bentoml.bentos.build_bentofile(build_ctx=".", args=arguments).tag)
+    try:
+        return str(bentoml.bentos.build_bentofile(build_ctx=".", args=arguments).tag)
+    finally:
+        BentoMLContainer.bento_arguments.set(previous)
+        sys.modules.pop(SERVICE_MODULE, None)
 
 
 def pinned_model(bento_tag: str) -> str:
