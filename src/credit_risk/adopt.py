@@ -24,6 +24,8 @@ import json
 import logging
 import re
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from credit_risk.config import DEFAULT_PARAMS
+from credit_risk.deploy.environments import ENVIRONMENTS_DIR
 from credit_risk.errors import ConfigError, DataError
 from credit_risk.files import write_with
 from credit_risk.schema import CONTRACT_FILE, ColumnRule, Contract, Value
@@ -437,9 +440,23 @@ def _arguments() -> Choices:
     )
 
 
+def render_manifests(root: Path) -> None:
+    """Re-render the Kubernetes manifests, which carry the model's name, from the new params.
+
+    In a process of its own, which reads the new contract and params as the next command will
+    (this one holds the old ones)."""
+    if not (root / ENVIRONMENTS_DIR).is_dir():
+        return
+    command = [sys.executable, "-m", "credit_risk.deploy.kubernetes", "render"]
+    done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise ConfigError(f"rendering the manifests failed: {done.stderr.strip()}")
+
+
 def main() -> None:
     choices = _arguments()
     items = adopt(Path.cwd(), choices)
+    render_manifests(Path.cwd())
     print(f"Adopted {choices.data}. Review before you commit:")
     for item in items:
         print(f"  - {item}")
