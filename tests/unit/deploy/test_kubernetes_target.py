@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from k8s_workspace import a_release, copy_settings, with_releases
-from kustomize_stand_in import build
+from k8s_workspace import a_release, build, copy_settings, with_releases
 
 from credit_risk.deploy import kubernetes
 from credit_risk.deploy.environments import (
