@@ -85,10 +85,14 @@ def _exclusive(lock_file: Path) -> Iterator[None]:
 
 
 def runs_for_model(experiment_id: str, fingerprint: str) -> list[Run]:
-    """Every active run that trained the model with this fingerprint, the first to start first."""
+    """Every finished run that trained the model with this fingerprint, the first to start
+    first. A run that failed (or was killed) part-way may lack the model's files: it is
+    nobody's lineage, and the next training logs a complete run."""
     runs = mlflow.search_runs(
         experiment_ids=[experiment_id],
-        filter_string=f"tags.`{MODEL_FILES_TAG}` = '{fingerprint}'",
+        filter_string=(
+            f"tags.`{MODEL_FILES_TAG}` = '{fingerprint}' and attributes.status = 'FINISHED'"
+        ),
         max_results=50,
         output_format="list",
     )

@@ -123,12 +123,34 @@ def test_the_same_model_file_is_tracked_by_one_run(
 def test_a_new_threshold_is_a_new_run_though_the_pipeline_file_is_the_same(
     trained, source_split, params: Params, tmp_path: Path
 ) -> None:
-    train, _, model_file, local = logged_model(trained, source_split, params, tmp_path, "cutoff")
+    train, train_file, model_file, local = logged_model(
+        trained, source_split, params, tmp_path, "cutoff"
+    )
     first = log_run(trained, train, local, model_file)
-    moved = params.train.model_copy(update={"decision_threshold": 0.3})
-    write_json(local.paths.model_info, model_info(local.model_copy(update={"train": moved}),
-                                                  len(train), "x"))  # fmt: skip
+    threshold = round(params.train.decision_threshold / 2, 3)
+    moved = local.model_copy(
+        update={"train": local.train.model_copy(update={"decision_threshold": threshold})}
+    )
+    write_json(local.paths.model_info, model_info(moved, len(train), md5(train_file)))
     assert log_run(trained, train, local, model_file) != first
+
+
+def test_a_run_that_failed_part_way_is_nobodys_lineage(
+    trained, source_split, params: Params, tmp_path: Path
+) -> None:
+    """Training that fails after tagging its run (while logging the model, say) leaves a run
+    without the model's files; the next training logs a complete run instead of reusing it."""
+    train, _, model_file, local = logged_model(trained, source_split, params, tmp_path, "failed")
+    experiment = use_experiment("failed")
+    fingerprint = fingerprint_of(model_file, local)
+    with mlflow.start_run(experiment_id=experiment) as broken:
+        mlflow.set_tag(MODEL_FILES_TAG, fingerprint)
+    mlflow.MlflowClient().set_terminated(broken.info.run_id, status="FAILED")
+    assert run_for_model(experiment, fingerprint) is None
+    complete = log_run(trained, train, local, model_file)
+    assert complete != broken.info.run_id
+    served = mlflow.artifacts.download_artifacts(run_id=complete, artifact_path="serving")
+    assert len(list(Path(served).iterdir())) == 3
 
 
 def test_two_runs_claiming_one_model_file_are_refused(params: Params) -> None:
