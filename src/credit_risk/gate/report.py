@@ -87,7 +87,7 @@ def stale_reasons(verdict: Verdict, current: dict[str, Any]) -> list[str]:
 
 
 def _number(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4g}"
+    return "n/a" if value is None else f"{value + 0.0:.4g}"  # + 0.0: no "-0"
 
 
 def markdown(verdict: Verdict) -> str:
