@@ -13,6 +13,7 @@ from pathlib import Path
 
 import bentoml
 import mlflow
+from mlflow.exceptions import MlflowException
 
 from credit_risk.config import Params, load_params
 from credit_risk.deploy.environments import (
@@ -27,7 +28,7 @@ from credit_risk.deploy.environments import (
 )
 from credit_risk.deploy.kubernetes import render_all
 from credit_risk.deploy.targets import RUNTIME_DIR, DeployError, Observed, target_for
-from credit_risk.errors import ConfigError
+from credit_risk.errors import ConfigError, CreditRiskError
 from credit_risk.registry.client import connect, get_version, set_alias, version_by_alias
 from credit_risk.registry.register import CONTENT_VERSION_TAG
 from credit_risk.registry.trace import find
@@ -55,7 +56,7 @@ def release_of(bento: str, context: Context) -> Release:
     name = context.params.serve.model_name
     if bentoml.Tag.from_taglike(model_tag).name != name:
         raise ConfigError(f"bento {bento} serves {model_tag}, not a version of {name!r}")
-    version = find(name, model_tag)
+    version = find(connect(context.params.tracking.experiment), name, model_tag)
     return Release(
         bento=str(bentoml.get(bento).tag), model_tag=model_tag, model_version=int(version.version)
     )
@@ -197,7 +198,7 @@ def status_table(context: Context | None = None) -> tuple[str, bool]:
     agreed = True
     try:
         client: mlflow.MlflowClient | None = connect(context.params.tracking.experiment)
-    except Exception as problem:  # the registry being down is itself a status to report
+    except (CreditRiskError, MlflowException) as problem:  # a registry down is a status too
         client, registry_problem = None, str(problem)
     for environment_name in environment_names(context.folder):
         environment = load_environment(environment_name, context.folder)

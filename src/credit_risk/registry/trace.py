@@ -17,6 +17,7 @@ import argparse
 import json
 from typing import Any
 
+from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
 from credit_risk.config import load_params
@@ -28,9 +29,8 @@ from credit_risk.stage import run
 from credit_risk.tracking import tracking_uri
 
 
-def find(name: str, given: str) -> ModelVersion:
+def find(client: MlflowClient, name: str, given: str) -> ModelVersion:
     """The version for a served model tag (``name:content``), its content part, or a number."""
-    client = connect(load_params().tracking.experiment)
     text = given.strip()
     if text.isdigit():
         return get_version(client, name, int(text))
@@ -111,7 +111,9 @@ def main() -> None:
     parser.add_argument("version", help="a score's model_version, or a registry version number")
     parser.add_argument("--json", action="store_true", help="everything, as JSON")
     args = parser.parse_args()
-    found = lineage(find(load_params().serve.model_name, args.version))
+    params = load_params()
+    client = connect(params.tracking.experiment)
+    found = lineage(find(client, params.serve.model_name, args.version))
     print(json.dumps(found, indent=2) if args.json else describe(found))
 
 

@@ -16,7 +16,7 @@ from credit_risk.deploy.environments import (
     load_environment,
     write_release,
 )
-from credit_risk.deploy.releases import Context, deploy, history, rollback
+from credit_risk.deploy.releases import Context, deploy, history, rollback, status_table
 from credit_risk.errors import ConfigError, CreditRiskError
 from credit_risk.registry.client import RegistryError
 
@@ -114,3 +114,19 @@ def test_an_unreachable_registry_stops_a_deploy_before_anything_moves(
 def test_deploying_nothing_asks_for_a_bento(environments: Path, params: Params) -> None:
     with pytest.raises(ConfigError, match="has no release yet; give the bento"):
         deploy("staging", None, Context(params, folder=Path("deploy")))
+
+
+def test_status_reports_a_registry_that_does_not_answer_and_flags_what_git_wants(
+    environments: Path, params: Params, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_release("staging", A, environments)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    runtime = environments.parent / ".deploy"
+    table, agreed = status_table(Context(params, folder=Path("deploy"), runtime=runtime))
+    assert not agreed
+    rows = {line.split()[0]: line for line in table.splitlines()[1:]}
+    assert "does not answer" in rows["staging"] and "DRIFT: target differs" in rows["staging"]
+    assert rows["production"].endswith("in sync")  # nothing wanted, nothing running

@@ -56,7 +56,7 @@ def test_registers_once_with_lineage_and_the_candidate_alias(gated) -> None:
 
     # From the model_version a score carries, back to this version and its lineage.
     served = f"{name}:{tags[CONTENT_VERSION_TAG]}"
-    traced = lineage(find(name, served))
+    traced = lineage(find(client, name, served))
     assert traced["registry_version"] == int(first.version)
     assert traced["aliases"] == ["candidate"]
     assert traced["training_data_md5"] == md5(params.paths.train)
