@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from credit_risk.files import write_json
+from credit_risk.processes import running
 
 SPEC_FILE = "spec.json"
 REPLICAS_FILE = "replicas.json"
@@ -76,20 +77,7 @@ class Spec:
 
 def alive(pid: int | None) -> bool:
     """Whether ``pid`` is a running process (a zombie, dead but not yet reaped, is not)."""
-    if pid is None or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        # The state letter follows the command name, which is in parentheses and may hold spaces.
-        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True  # no /proc (macOS): kill(0) is all there is
+    return pid is not None and pid > 0 and running(pid)
 
 
 def command_line(pid: int) -> str:

@@ -60,8 +60,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from credit_risk.errors import CreditRiskError
 from credit_risk.files import write_json, write_with
-from credit_risk.registry import bucket
-from credit_risk.registry.processes import (
+from credit_risk.processes import (
     HOST,
     PROBE_SECONDS,
     STOP_SECONDS,
@@ -76,6 +75,7 @@ from credit_risk.registry.processes import (
     start,
     stop,
 )
+from credit_risk.registry import bucket
 from credit_risk.stage import run
 
 log = logging.getLogger(__name__)

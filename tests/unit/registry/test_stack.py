@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from credit_risk.processes import Process
 from credit_risk.registry import stack
-from credit_risk.registry.processes import Process
 from credit_risk.stage import run
 
 

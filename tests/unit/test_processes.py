@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from credit_risk.registry import processes
-from credit_risk.registry.processes import HOST, ProcessError, http_ok
+from credit_risk import processes
+from credit_risk.processes import HOST, ProcessError, http_ok
 
 
 def http_server(port: int) -> list[str]:
