@@ -15,7 +15,7 @@ LOCK_FLAGS := --python-version 3.11 --generate-hashes --no-header --no-annotate 
 
 .PHONY: help setup repro test test-fast lint format typecheck bench bench-service serve bento \
 	serve-bento soak mlflow-ui registry-up registry-down registry-status lock clean gate register \
-	trace deploy promote rollback status bench-deploy manifests
+	trace deploy promote rollback status stop bench-deploy manifests
 
 help: ## Show this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -88,6 +88,10 @@ rollback: setup ## Deploy an environment's previous release: make rollback ENV=p
 
 status: setup ## Each environment: what git, the registry and the target say (flags drift)
 	python -m credit_risk.deploy status
+
+stop: setup ## Stop what serves an environment: make stop ENV=staging (its file keeps the release)
+	@test -n "$(ENV)" || { echo "usage: make stop ENV=<environment>"; exit 2; }
+	python -m credit_risk.deploy stop "$(ENV)"
 
 bench-service: setup ## Service latency and throughput vs in-process and mlflow models serve
 	$(PYTHON) benchmarks/service.py

@@ -249,4 +249,11 @@ def test_train_gate_register_deploy_promote_break_roll_back_and_forward(project:
     drifted = project.module("credit_risk.deploy", "status", check=False)
     assert drifted.returncode == 3
     assert "DRIFT: registry differs" in drifted.stdout and drifted.stdout.count("in sync") == 1
+
+    # Stopping staging leaves its file as it was; status says the target differs.
+    project.module("credit_risk.deploy", "stop", "staging")
+    assert project.release("staging") == newer
+    stopped = project.module("credit_risk.deploy", "status", check=False)
+    staging_row = next(line for line in stopped.stdout.splitlines() if line.startswith("staging"))
+    assert "nothing" in staging_row and "target differs" in staging_row
     print(json.dumps(project.timings, indent=2))

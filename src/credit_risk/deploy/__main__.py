@@ -5,6 +5,7 @@
     python -m credit_risk.deploy promote                       # staging's release -> production
     python -m credit_risk.deploy rollback production           # the previous release
     python -m credit_risk.deploy status                        # git, registry, target
+    python -m credit_risk.deploy stop staging                  # stop serving (file unchanged)
 
 The environment files are the record: a command that changes what runs writes the file (commit
 it; production's change is the reviewed pull request), and the registry's aliases follow it.
@@ -16,7 +17,7 @@ import argparse
 import sys
 
 from credit_risk.deploy import releases
-from credit_risk.deploy.releases import deploy, promote, rollback, status_table
+from credit_risk.deploy.releases import deploy, promote, rollback, status_table, stop
 from credit_risk.stage import run
 
 
@@ -32,6 +33,8 @@ def main() -> None:
     back = commands.add_parser("rollback", help="deploy ENV's previous release (git history)")
     back.add_argument("environment", metavar="ENV")
     commands.add_parser("status", help="each environment: git, registry and target, compared")
+    halt = commands.add_parser("stop", help="stop what serves ENV (its file keeps the release)")
+    halt.add_argument("environment", metavar="ENV")
     args = parser.parse_args()
     if args.command == "deploy":
         print(deploy(args.environment, args.bento))
@@ -39,6 +42,8 @@ def main() -> None:
         print(promote(args.source, args.destination))
     elif args.command == "rollback":
         print(rollback(args.environment))
+    elif args.command == "stop":
+        print(stop(args.environment))
     else:
         table, agreed = status_table()
         print(table)

@@ -190,6 +190,18 @@ def rollback(name: str, context: Context | None = None) -> str:
     return "rolled back: " + _said(name, previous, observed, context)
 
 
+def stop(name: str, context: Context | None = None) -> str:
+    """Stop what serves an environment; its file keeps the release (`status` then says so)."""
+    context = _context(context)
+    environment = load_environment(name, context.folder)
+    target_for(name, environment, context.runtime).stop()
+    recorded = environment.release.bento if environment.release else "nothing"
+    return (
+        f"{name}: stopped; {environment_file(name, context.folder)} still records {recorded} "
+        f"(`make deploy ENV={name}` starts it again)"
+    )
+
+
 def status_table(context: Context | None = None) -> tuple[str, bool]:
     """Each environment as git, the registry and the target see it; False if they disagree."""
     context = _context(context)
