@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 import yaml as pyyaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
 
 from credit_risk.errors import ConfigError
 from credit_risk.files import write_with
@@ -137,6 +138,10 @@ def write_release(name: str, release: Release, folder: Path = ENVIRONMENTS_DIR) 
     path = environment_file(name, folder)
     yaml = YAML()
     yaml.preserve_quotes = True
+    # Round-tripping writes None as an empty value; the files say null.
+    yaml.representer.add_representer(
+        type(None), lambda dumper, _: dumper.represent_scalar("tag:yaml.org,2002:null", "null")
+    )
     document: Any = yaml.load(path.read_text(encoding="utf-8"))
     block = document.get("release")
     values = release.model_dump()
@@ -144,7 +149,13 @@ def write_release(name: str, release: Release, folder: Path = ENVIRONMENTS_DIR) 
         for key, value in values.items():
             block[key] = value
     else:
-        document["release"] = values
+        # What followed `release: null` on its line (a comment, the blank line after it) now
+        # follows the block, not its first line.
+        written = CommentedMap(values)
+        trailing = document.ca.items.pop("release", None)
+        if trailing is not None:
+            written.ca.items[list(values)[-1]] = trailing
+        document["release"] = written
     buffer = io.StringIO()
     yaml.dump(document, buffer)
     text = buffer.getvalue()

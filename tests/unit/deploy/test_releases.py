@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -56,9 +57,21 @@ def test_writing_a_release_keeps_the_comments_and_reads_back(environments: Path)
     write_release("staging", A, environments)
     after = (environments / "staging.yaml").read_text(encoding="utf-8")
     assert load_environment("staging", environments).release == A
-    comments = [line for line in before.splitlines() if line.lstrip().startswith("#")]
-    assert all(line in after for line in comments)
+    # The change is the release block and nothing else: every other line, comments and nulls
+    # included, is as it was (a promotion's diff shows just what moved).
+    written = [f"  {key}: {value}" for key, value in A.model_dump().items()]
+    expected = before.replace("release: null\n", "release:\n" + "\n".join(written) + "\n")
+    assert after == expected
     assert load_environment("production", environments).release is None
+
+
+def test_a_comment_beside_a_null_release_moves_below_the_block(environments: Path) -> None:
+    path = environments / "staging.yaml"
+    path.write_text(path.read_text().replace("release: null\n", "release: null  # here\n"))
+    write_release("staging", A, environments)
+    text = path.read_text()
+    assert re.search(rf"(?m)^  model_version: {A.model_version} +# here$", text)
+    assert load_environment("staging", environments).release == A
 
 
 def test_an_unknown_environment_names_the_known_ones(environments: Path) -> None:
