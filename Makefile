@@ -44,12 +44,12 @@ test-slow: setup ## Run only the slow end-to-end tests (they start PostgreSQL an
 	$(PYTHON) -m pytest -m slow
 
 lint: setup ## Check style and formatting with ruff
-	ruff check src tests benchmarks
-	ruff format --check src tests benchmarks
+	ruff check src tests benchmarks .github/scripts
+	ruff format --check src tests benchmarks .github/scripts
 
 format: setup ## Fix what ruff can fix and format the code
-	ruff check --fix src tests benchmarks
-	ruff format src tests benchmarks
+	ruff check --fix src tests benchmarks .github/scripts
+	ruff format src tests benchmarks .github/scripts
 
 typecheck: setup ## Type-check the package with mypy
 	mypy
