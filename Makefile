@@ -16,6 +16,7 @@ LOCK_FLAGS := --python-version 3.11 --generate-hashes --no-header --no-annotate 
 .PHONY: help setup repro test test-fast lint format typecheck bench bench-service serve bento \
 	serve-bento soak mlflow-ui registry-up registry-down registry-status lock clean gate register \
 	trace deploy promote rollback status stop bench-deploy manifests
+.PHONY: test-slow lint-workflows
 
 help: ## Show this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -39,16 +40,23 @@ test: setup lint typecheck ## Lint, type-check and run every test, end-to-end on
 test-fast: setup ## Run the tests without the slow end-to-end ones
 	$(PYTHON) -m pytest -m "not slow"
 
+test-slow: setup ## Run only the slow end-to-end tests (they start PostgreSQL and nginx)
+	$(PYTHON) -m pytest -m slow
+
 lint: setup ## Check style and formatting with ruff
-	ruff check src tests benchmarks
-	ruff format --check src tests benchmarks
+	ruff check src tests benchmarks .github/scripts
+	ruff format --check src tests benchmarks .github/scripts
 
 format: setup ## Fix what ruff can fix and format the code
-	ruff check --fix src tests benchmarks
-	ruff format src tests benchmarks
+	ruff check --fix src tests benchmarks .github/scripts
+	ruff format src tests benchmarks .github/scripts
 
 typecheck: setup ## Type-check the package with mypy
 	mypy
+
+lint-workflows: setup ## Lint and audit .github/ with actionlint and zizmor (offline without GH_TOKEN)
+	actionlint
+	zizmor --no-progress .github
 
 bench: setup ## Time the pipeline: per stage, no-op, and on 10k/100k/1M synthetic rows
 	$(PYTHON) benchmarks/pipeline.py
