@@ -15,7 +15,7 @@ LOCK_FLAGS := --python-version 3.11 --generate-hashes --no-header --no-annotate 
 
 .PHONY: help setup repro test test-fast lint format typecheck bench bench-service serve bento \
 	serve-bento soak mlflow-ui registry-up registry-down registry-status lock clean gate register \
-	trace deploy promote rollback status stop bench-deploy manifests pr-report
+	trace deploy promote rollback status stop bench-deploy manifests pr-report remote
 .PHONY: test-slow lint-workflows
 
 help: ## Show this list
@@ -75,6 +75,14 @@ serve-bento: setup ## Serve a built bento: make serve-bento BENTO=credit-risk:<v
 
 gate: setup ## Judge the pipeline's model by params.yaml's gate: rules (exits 1 if one fails)
 	python -m credit_risk.gate.check
+
+remote: setup ## Use the DVC remote in DVC_REMOTE_URL (s3://bucket/path, a folder...) instead of ../dvc-remote
+	@if [[ -z "$${DVC_REMOTE_URL:-}" ]]; then \
+		echo "DVC_REMOTE_URL is not set: DVC keeps its default remote, $$(dvc remote default)"; \
+	else \
+		dvc remote add --local --default --force team "$$DVC_REMOTE_URL" && \
+		echo "DVC's remote is now $$DVC_REMOTE_URL (.dvc/config.local, not committed)"; \
+	fi
 
 pr-report: setup ## Write reports/pr-report.md: this branch against BASE (default main) and production
 	python -m credit_risk.pr_report --base "$(or $(BASE),main)" $(if $(filter true 1,$(IMAGES)),--images)
