@@ -273,6 +273,35 @@ class Tracking(Strict):
     experiment: Annotated[str, Field(min_length=1)]
 
 
+class PredictionLog(Strict):
+    """The service's prediction log (credit_risk/monitoring/predictions.py): every scored record
+    with its inputs, for the drift monitor and for outcomes that arrive later."""
+
+    folder: Path  # relative to the service's working directory; CREDIT_RISK_PREDICTION_LOG wins
+    retention_days: Annotated[int, Field(ge=1, le=3650)]  # day partitions older than this go
+    max_outcome_age_days: Annotated[int, Field(ge=1, le=3650)]  # outcomes for older scores: 404
+    # Protected attributes (evaluate.protected_attributes) written to the log; the others are
+    # left out of it even when the request gives them.
+    keep_attributes: list[str]
+    fsync: bool  # true: each record survives a power loss too, at a disk flush per request
+
+    @field_validator("keep_attributes")
+    @classmethod
+    def _known_features(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(feature_columns()))
+        if unknown:
+            raise ValueError(f"unknown features {unknown}; features: {feature_columns()}")
+        return value
+
+    @model_validator(mode="after")
+    def _outcomes_within_retention(self) -> PredictionLog:
+        if self.max_outcome_age_days > self.retention_days:
+            raise ValueError(
+                "max_outcome_age_days must not exceed retention_days (the scores are gone)"
+            )
+        return self
+
+
 class Serve(Strict):
     model_name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
     max_batch_size: Annotated[int, Field(ge=1, le=100_000)]
@@ -280,6 +309,7 @@ class Serve(Strict):
     workers: Annotated[int, Field(ge=1, le=64)]
     threads: Annotated[int, Field(ge=1, le=256)]
     timeout_seconds: Annotated[int, Field(ge=1, le=3600)]
+    prediction_log: PredictionLog
 
 
 class Params(Strict):
