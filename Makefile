@@ -17,6 +17,7 @@ LOCK_FLAGS := --python-version 3.11 --generate-hashes --no-header --no-annotate 
 	serve-bento soak mlflow-ui registry-up registry-down registry-status lock clean gate register \
 	trace deploy promote rollback status stop bench-deploy manifests pr-report remote
 .PHONY: test-slow lint-workflows
+.PHONY: monitor bench-monitor
 
 help: ## Show this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -75,6 +76,13 @@ serve-bento: setup ## Serve a built bento: make serve-bento BENTO=credit-risk:<v
 
 gate: setup ## Judge the pipeline's model by params.yaml's gate: rules (exits 1 if one fails)
 	python -m credit_risk.gate.check
+
+monitor: setup ## Logged predictions vs training rows: drift, live quality (exits 1 on an alarm)
+	python -m credit_risk.monitoring.job $(if $(LOG),--log "$(LOG)") \
+		$(if $(SINCE),--since "$(SINCE)") $(if $(UNTIL),--until "$(UNTIL)")
+
+bench-monitor: setup ## Time make monitor on 1M logged predictions, against 100k in the same run
+	$(PYTHON) benchmarks/monitor.py
 
 remote: setup ## Use the DVC remote in DVC_REMOTE_URL (s3://bucket/path, a folder...) instead of ../dvc-remote
 	@if [[ -z "$${DVC_REMOTE_URL:-}" ]]; then \

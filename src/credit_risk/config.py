@@ -312,6 +312,44 @@ class Serve(Strict):
     prediction_log: PredictionLog
 
 
+class MonitorDrift(Strict):
+    """When a feature of the logged inputs counts as drifted from the reference rows.
+
+    Both must hold: the test is significant (Kolmogorov-Smirnov for numeric features,
+    chi-square for categorical ones, p-values adjusted across features by Holm's method) and
+    the effect is large enough (Wasserstein distance over the reference's standard deviation;
+    population stability index). A large window makes trivial shifts significant; the effect
+    size keeps them from raising an alarm.
+    """
+
+    p_value: Annotated[float, Field(gt=0.0, le=0.5)]
+    numeric_effect: Annotated[float, Field(gt=0.0, le=10.0)]
+    categorical_effect: Annotated[float, Field(gt=0.0, le=10.0)]
+    alarm_features: Annotated[int, Field(ge=1)]
+
+
+class MonitorPerformance(Strict):
+    """Live quality, once enough outcomes are known, against the evaluation (paths.metrics)."""
+
+    min_outcomes: Annotated[int, Field(ge=10)]
+    max_roc_auc_drop: Annotated[float, Field(ge=0.0, le=1.0)]
+    max_brier_rise: Annotated[float, Field(ge=0.0, le=1.0)]
+    max_fairness_gap: Annotated[float, Field(gt=0.0, le=1.0)]
+
+
+class Monitor(Strict):
+    """`make monitor`: the prediction log's recent window against the reference rows."""
+
+    window_days: Annotated[int, Field(ge=1, le=366)]
+    reference: Literal["train", "test", "validated"]  # a key of paths: the rows to compare with
+    report: Path  # the verdict for machines (JSON)
+    html: Path  # the report for people: one self-contained HTML file
+    summary: Path  # the verdict in Markdown (a workflow's issue body)
+    min_rows: Annotated[int, Field(ge=10)]
+    drift: MonitorDrift
+    performance: MonitorPerformance
+
+
 class Params(Strict):
     paths: Paths
     ingest: Ingest
@@ -322,6 +360,7 @@ class Params(Strict):
     gate: Gate
     tracking: Tracking
     serve: Serve
+    monitor: Monitor
 
 
 def load_params(path: Path = DEFAULT_PARAMS) -> Params:
