@@ -104,7 +104,8 @@ def markdown(verdict: dict[str, Any]) -> str:
         for f in features:
             lines.append(
                 f"| {f['feature']} | {_short(f['test'])} | {_number(f['p_adjusted'])} "
-                f"| {_number(f['effect'])} ({_short(f['effect_name'])}) | {f['effect_threshold']:g} "
+                f"| {_number(f['effect'])} ({_short(f['effect_name'])}) "
+                f"| {f['effect_threshold']:g} "
                 f"| {'❌ yes' if f['drifted'] else 'no'} |"
             )
         lines.append("")
@@ -211,7 +212,7 @@ h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 28
 .verdict strong { font-size: 16px; }
 table { border-collapse: collapse; margin: 8px 0; font-size: 13px; }
 th, td { border-bottom: 1px solid #d1d9e0; padding: 4px 10px; text-align: left; }
-td.n { text-align: right; font-variant-numeric: tabular-nums; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr.drift td { background: #ffebe9; }
 .fail { color: #d1242f; font-weight: 600; } .pass { color: #1a7f37; }
 .grid { display: grid; grid-template-columns: repeat(2, 1fr); gap: 12px; }
