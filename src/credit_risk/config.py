@@ -277,6 +277,7 @@ class PredictionLog(Strict):
     """The service's prediction log (credit_risk/monitoring/predictions.py): every scored record
     with its inputs, for the drift monitor and for outcomes that arrive later."""
 
+    enabled: bool  # false: nothing is logged and /outcomes answers 404
     folder: Path  # relative to the service's working directory; CREDIT_RISK_PREDICTION_LOG wins
     retention_days: Annotated[int, Field(ge=1, le=3650)]  # day partitions older than this go
     max_outcome_age_days: Annotated[int, Field(ge=1, le=3650)]  # outcomes for older scores: 404

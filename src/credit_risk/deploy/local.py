@@ -5,6 +5,7 @@ Everything an environment runs keeps its files in its state folder (``.deploy/<n
 
     state.json          what takes traffic: release, replica ports and pids, since, nginx pid
     nginx/              nginx.conf (generated), nginx.pid, error.log, access.log, temp/
+    predictions/        the prediction log of every release (CREDIT_RISK_PREDICTION_LOG)
     releases/<id>/      one folder per deploy: the supervisor's spec.json, replicas.json and
                         log, and each replica's log (replica-<n>.log)
 
@@ -67,6 +68,7 @@ from credit_risk.deploy.supervise import (
 from credit_risk.deploy.targets import DeployError, Observed
 from credit_risk.errors import CreditRiskError
 from credit_risk.files import write_json, write_with
+from credit_risk.monitoring.predictions import LOG_VARIABLE
 from credit_risk.serving.bento import pinned_model
 from credit_risk.serving.guard import DRAIN_FACTOR
 
@@ -306,6 +308,10 @@ class Layout:
     def releases(self) -> Path:
         return self.root / "releases"
 
+    @property
+    def predictions(self) -> Path:
+        return self.root / "predictions"
+
 
 @dataclass(frozen=True)
 class Running:
@@ -450,7 +456,12 @@ class LocalTarget:
         services = [service.name for service in bentoml.bentos.get(release.bento).info.services]
         Spec(
             commands=[serve_command(release.bento, port) for port in ports],
-            env={"BENTOML_CONFIG_OVERRIDES": json.dumps(one_worker(services))},
+            env={
+                "BENTOML_CONFIG_OVERRIDES": json.dumps(one_worker(services)),
+                # Each environment logs its predictions in its own folder, shared by its
+                # replicas and kept across releases (the replicas run in a release's folder).
+                LOG_VARIABLE: str(self.layout.predictions.resolve()),
+            },
             grace_seconds=REPLICA_GRACE_SECONDS,
         ).write(folder)
         env = {
