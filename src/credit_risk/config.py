@@ -336,6 +336,9 @@ class MonitorPerformance(Strict):
     max_roc_auc_drop: Annotated[float, Field(ge=0.0, le=1.0)]
     max_brier_rise: Annotated[float, Field(ge=0.0, le=1.0)]
     max_fairness_gap: Annotated[float, Field(gt=0.0, le=1.0)]
+    # Groups with fewer labelled rows are listed, not judged. Larger than the gate's: a live
+    # window's small groups would raise false alarms (a rate from a dozen outcomes is noise).
+    min_group_rows: Annotated[int, Field(ge=1)]
 
 
 class Monitor(Strict):

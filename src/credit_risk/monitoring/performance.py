@@ -93,7 +93,7 @@ def judge(
     """Measure labelled rows (``probability``, ``label``, protected columns if logged).
 
     ``threshold`` turns probabilities into decisions, as in evaluation; ``fairness`` is the
-    gate's rule (its metric and smallest group), judged with ``settings.max_fairness_gap``.
+    gate's rule (its metric), judged with the monitor's gap limit and smallest group.
     """
     count = len(rows)
     if count < settings.min_outcomes or rows["label"].nunique() < 2:
@@ -128,7 +128,9 @@ def judge(
         if column in frame.columns and frame[column].notna().all():
             groups = groups_of(frame, column, edges)
             per_group[str(groups.name)] = group_report(labels, scores, decisions, groups)
-    rule = fairness.model_copy(update={"max_gap": settings.max_fairness_gap})
+    rule = fairness.model_copy(
+        update={"max_gap": settings.max_fairness_gap, "min_group_rows": settings.min_group_rows}
+    )
     # The gate's own fairness rule judges the live groups: one definition of "a gap".
     gate_like = Gate.model_construct(fairness=rule)
     for result in fairness_rules(per_group, gate_like):
