@@ -81,7 +81,7 @@ def write_log(
     """Write ``rows`` as /score_batch requests of ``batch`` rows, spread over ``days`` before
     ``end``; return request_id, row and time of each logged row (in ``rows``' order)."""
     probabilities, decisions = scored(rows, model)
-    records = rows[features].to_dict("records")
+    records: list[dict[str, Any]] = rows[features].to_dict("records")  # type: ignore[assignment]
     writer = PredictionWriter(folder, features, writer_id=f"simulated-{model_version}")
     starts = range(0, len(rows), batch)
     step = timedelta(days=days) / max(len(starts), 1)
@@ -125,9 +125,11 @@ def write_outcomes(
     values = labels.to_numpy()[chosen]
     turned = rng.random(len(chosen)) < flip
     values = np.where(turned, 1 - values, values)
+    request_ids = keys["request_id"].to_numpy()[chosen]
+    places = keys["row"].to_numpy()[chosen]
     outcomes = [
-        Outcome(str(keys["request_id"].iat[i]), names[int(value)], int(keys["row"].iat[i]))
-        for i, value in zip(chosen, values, strict=True)
+        Outcome(str(request_id), names[int(value)], int(place))
+        for request_id, place, value in zip(request_ids, places, values, strict=True)
     ]
     if not outcomes:
         return 0
