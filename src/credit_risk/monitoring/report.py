@@ -300,7 +300,8 @@ def _performance(quality: dict[str, Any]) -> str:
     )
 
 
-def _cards(verdict: dict[str, Any], reference: pd.DataFrame, current: pd.DataFrame) -> str:
+def feature_cards(verdict: dict[str, Any], reference: pd.DataFrame, current: pd.DataFrame) -> str:
+    """One card per compared feature: its distributions as a chart, drifted ones marked."""
     specs = column_specs()
     cards = []
     for f in verdict["drift"]["features"]:
@@ -338,7 +339,7 @@ def html_page(verdict: dict[str, Any], reference: pd.DataFrame, current: pd.Data
             "is significant after Holm's correction <em>and</em> its effect size reaches the "
             "limit.</p>" + _feature_table(drift_part["features"]) + not_logged
         )
-        charts = "<h2>Distributions: reference and window</h2>" + _cards(
+        charts = "<h2>Distributions: reference and window</h2>" + feature_cards(
             verdict, reference, current
         )
     else:
