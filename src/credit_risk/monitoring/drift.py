@@ -179,7 +179,15 @@ def compare(
     """
     specs = specs or column_specs()
     features = [name for name in feature_columns() if name in specs]
-    tested = [name for name in features if name in current.columns and name in reference.columns]
+    # A column the window does not hold, or holds no value of, has nothing to compare.
+    tested = [
+        name
+        for name in features
+        if name in current.columns
+        and name in reference.columns
+        and current[name].notna().any()
+        and reference[name].notna().any()
+    ]
     raw: dict[str, _Raw] = {}
     for name in tested:
         spec = specs[name]

@@ -54,6 +54,8 @@ def test_features_missing_from_the_log_are_named_not_compared(source, reference,
     result = compare(reference, window, params.monitor.drift)
     assert result.not_logged == [left_out]
     assert left_out not in {f.feature for f in result.features}
+    window[left_out] = None  # present, but never given a value
+    assert compare(reference, window, params.monitor.drift).not_logged == [left_out]
 
 
 def test_a_trivial_shift_in_a_big_window_is_significant_but_not_drift(source, params, roles):
