@@ -1,19 +1,21 @@
 """Benchmark `make monitor`: run time and peak memory on 1,000,000 logged predictions, against
 100,000 in the same run (the baseline), and where the time goes.
 
-Each log is written in the service's on-disk format (JSON Lines, by the log's own writer) from
-synthetic rows scored by the pipeline's model, with outcomes for 10% of them; then the job runs
-as `make monitor` runs it, in a throw-away folder holding params.yaml, the reference rows, the
-evaluation's metrics and the model's info. Prints a table and writes
-benchmarks/results/monitor.json.
+The baseline log is written in the service's on-disk format by the log's own writer, from
+synthetic rows scored by the pipeline's model, with outcomes for 10% of them; a larger log is
+that one copied as often as needed, each copy's request ids made its own (writing a million
+records one by one takes longer than monitoring them). The job then runs as `make monitor`
+runs it, in a throw-away folder holding params.yaml, the reference rows, the evaluation's
+metrics and the model's info. Prints a table and writes benchmarks/results/monitor.json.
 
-    python benchmarks/monitor.py [--sizes 100000 1000000] [--outcomes 0.1]
+    python benchmarks/monitor.py [--baseline 100000] [--copies 10] [--outcomes 0.1] [--parts]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import sys
 import tempfile
@@ -84,10 +86,23 @@ def phases(folder: Path, reference: pd.DataFrame) -> dict[str, float]:
     return {name: round(seconds, 2) for name, seconds in took.items()}
 
 
+def copied(log: Path, into: Path, copies: int) -> None:
+    """``copies`` copies of a log's files in one log, request ids prefixed by the copy number."""
+    for path in sorted(p for p in log.rglob("*.jsonl")):
+        data = path.read_bytes()
+        target = into / path.relative_to(log)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("wb") as out:
+            for number in range(copies):
+                out.write(data.replace(b'"request_id": "', f'"request_id": "c{number}-'.encode()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000])
+    parser.add_argument("--baseline", type=int, default=100_000, help="rows of the baseline log")
+    parser.add_argument("--copies", type=int, default=10, help="the large log: baseline x copies")
     parser.add_argument("--outcomes", type=float, default=0.1)
+    parser.add_argument("--parts", action="store_true", help="also time each part in-process")
     args = parser.parse_args()
 
     params = load_params(ROOT / "params.yaml")
@@ -99,33 +114,42 @@ def main() -> None:
     baseline: Measure | None = None
     with tempfile.TemporaryDirectory(prefix="credit-risk-monitor-bench-") as tmp:
         place = workspace(Path(tmp) / "repo")
-        for rows in args.sizes:
-            folder = Path(tmp) / f"log-{rows}"
-            start = time.perf_counter()
-            simulate(
-                params, folder, rows, seed=rows % 1000, outcomes=args.outcomes,
-                model=model, source=source, end=datetime.now(UTC),
-            )  # fmt: skip
-            written = time.perf_counter() - start
+        small = Path(tmp) / "log-baseline"
+        start = time.perf_counter()
+        simulate(
+            params, small, args.baseline, seed=1, outcomes=args.outcomes,
+            model=model, source=source, end=datetime.now(UTC),
+        )  # fmt: skip
+        print(
+            f"baseline log of {args.baseline:,} rows written in {time.perf_counter() - start:.0f} s"
+        )
+        large = Path(tmp) / "log-large"
+        copied(small, large, args.copies)
+        for rows, folder in ((args.baseline, small), (args.baseline * args.copies, large)):
             size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6
-            run = measure(place, sys.executable, "-m", "credit_risk.monitoring.job", "--log",
-                          str(folder))  # fmt: skip
-            parts = phases(folder, reference)
+            # Exit 1 is the alarm, a verdict like any other: only a failure stops the benchmark.
+            job = f"{shlex.quote(sys.executable)} -m credit_risk.monitoring.job --log {folder}"
+            run = measure(place, "sh", "-c", f"{job} || [ $? -eq 1 ]")
+            verdict = json.loads((place / params.monitor.report).read_text(encoding="utf-8"))
             ratio = f", {run.seconds / baseline.seconds:.1f}x the baseline" if baseline else ""
             print(
-                f"\n{rows:,} logged predictions ({size:,.0f} MB of JSON Lines, written in "
-                f"{written:.0f} s): `make monitor` {run.seconds:.1f} s, peak {run.peak_mb:,.0f} "
-                f"MB{ratio}; {rows / run.seconds:,.0f} rows/s"
+                f"\n{rows:,} logged predictions ({size:,.0f} MB of JSON Lines): `make monitor` "
+                f"{run.seconds:.1f} s, peak {run.peak_mb:,.0f} MB{ratio}; "
+                f"{rows / run.seconds:,.0f} rows/s; alarm: {verdict['alarm']}"
             )
-            print("  in-process parts: " + ", ".join(f"{k} {v:.1f} s" for k, v in parts.items()))
             baseline = baseline or run
             results[str(rows)] = {
                 "job": asdict(run),
                 "log_mb": round(size, 1),
-                "parts_seconds": parts,
                 "ratio_to_baseline": round(run.seconds / baseline.seconds, 2),
+                "alarm": verdict["alarm"],
             }
-            shutil.rmtree(folder)
+            if args.parts:
+                parts = phases(folder, reference)
+                print(
+                    "  in-process parts: " + ", ".join(f"{k} {v:.1f} s" for k, v in parts.items())
+                )
+                results[str(rows)]["parts_seconds"] = parts  # type: ignore[index]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nfigures written to {RESULTS.relative_to(ROOT)}")
