@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 import re
 import secrets
@@ -148,30 +149,49 @@ class PredictionWriter:
     ) -> None:
         """Append one line per record, and return once the operating system has them all."""
         moment = (now or datetime.now(UTC)).astimezone(UTC)
-        head = {
-            "request_id": request_id,
-            "row": 0,
-            "time": moment.isoformat(timespec="microseconds"),
-            "model_version": model_version,
-            "endpoint": endpoint,
-        }
-        features = self.features
-        lines = []
-        for index, (row, probability, decision) in enumerate(
-            zip(rows, probabilities, decisions, strict=True)
-        ):
-            head["row"] = index
-            record = {**head, **{name: row.get(name) for name in features}}
-            record["probability"] = float(probability)
-            record["decision"] = decision
-            lines.append(json.dumps(record, allow_nan=False))
-        data = ("\n".join(lines) + "\n").encode()
+        data = self.lines(request_id, endpoint, model_version, moment, rows, probabilities,
+                          decisions)  # fmt: skip
         day = moment.date().isoformat()
         with self._lock:
             fd = self._file(day, model_version)
             _write_all(fd, data)
             if self.fsync:
                 os.fsync(fd)
+
+    def lines(
+        self,
+        request_id: str,
+        endpoint: str,
+        model_version: str,
+        moment: datetime,
+        rows: Sequence[Mapping[str, Any]],
+        probabilities: Sequence[float] | np.ndarray,
+        decisions: Sequence[str],
+    ) -> bytes:
+        """The records as JSON lines: each exactly ``json.dumps`` of the record's dict (keys in
+        HEAD, features, TAIL order), built from pieces, since a batch's per-row dicts and
+        encoder calls would cost more than scoring it."""
+        dumps = json.dumps
+        start = f'{{"request_id": {dumps(request_id)}, "row": '
+        middle = (
+            f', "time": "{moment.isoformat(timespec="microseconds")}", '
+            f'"model_version": {dumps(model_version)}, "endpoint": {dumps(endpoint)}, '
+        )
+        features, lines = self.features, []
+        for index, (row, probability, decision) in enumerate(
+            zip(rows, probabilities, decisions, strict=True)
+        ):
+            # A row with exactly the logged features, in order (the service's, usually), is
+            # encoded as it is; any other is cut down to them first.
+            given = row if list(row) == features else {name: row.get(name) for name in features}
+            value = float(probability)
+            if not math.isfinite(value):
+                raise ValueError(f"probability {value} is not a number in [0, 1]")
+            lines.append(
+                f"{start}{index}{middle}{dumps(given, allow_nan=False)[1:-1]}, "
+                f'"probability": {value!r}, "decision": {dumps(decision)}}}'
+            )
+        return ("\n".join(lines) + "\n").encode()
 
     def _file(self, day: str, model_version: str) -> int:
         key = (day, model_version)
@@ -411,7 +431,9 @@ def find_scored(
         except FileNotFoundError:
             continue
         for match in LINE_START.finditer(data):
-            key = (match[1].decode(), int(match[2]))
+            quoted = match[1]
+            rid = json.loads(b'"' + quoted + b'"') if b"\\" in quoted else quoted.decode()
+            key = (rid, int(match[2]))
             if key in wanted:
                 found.add(key)
         if found == wanted:
