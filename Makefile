@@ -18,6 +18,7 @@ LOCK_FLAGS := --python-version 3.11 --generate-hashes --no-header --no-annotate 
 	trace deploy promote rollback status stop bench-deploy manifests pr-report remote
 .PHONY: test-slow lint-workflows
 .PHONY: monitor bench-monitor
+.PHONY: outcomes prune-predictions prometheus
 
 help: ## Show this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -128,6 +129,18 @@ bench-deploy: setup ## Deploy, switch, failed deploy and rollback under load vs 
 
 soak: setup ## Slowest /score requests over 60 s, with and without the request-timeout fix
 	$(PYTHON) benchmarks/soak.py
+
+# The prediction log and monitoring (README: Prediction log; Metrics and alerts).
+outcomes: setup ## Store outcomes of logged scores from a file: make outcomes FILE=x.csv|x.jsonl
+	@test -n "$(FILE)" || { echo "usage: make outcomes FILE=<csv or jsonl: request_id, outcome[, row]>"; exit 2; }
+	python -m credit_risk.monitoring.outcomes "$(FILE)"
+
+prune-predictions: setup ## Delete prediction-log days older than serve.prediction_log.retention_days
+	python -m credit_risk.monitoring.outcomes --prune
+
+prometheus: ## Run Prometheus on 127.0.0.1:9090, scraping the local environments (deploy/prometheus)
+	prometheus --config.file=deploy/prometheus/prometheus.yml --storage.tsdb.path=.prometheus \
+		--web.listen-address=127.0.0.1:9090
 
 mlflow-ui: setup ## Browse the local MLflow runs at http://127.0.0.1:5000
 	mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000

@@ -609,13 +609,16 @@ def log_cost(runs: Sequence[ServerRun]) -> list[dict[str, Any]]:
                         "change_percent": round((a.per_second / b.per_second - 1) * 100, 1),
                         "p99_ms_log": a.p99_ms,
                         "p99_ms_no_log": b.p99_ms,
+                        # CPU per request: unlike throughput, barely moved by other processes.
+                        "server_cpu_ms_log": a.server_cpu_ms,
+                        "server_cpu_ms_no_log": b.server_cpu_ms,
                     }
                 )
     return cost
 
 
 LOG_COST_HEADER = ["server", "endpoint", "rows/req", "clients", "rows/s log", "rows/s no log"]
-LOG_COST_HEADER += ["change", "p99 ms log", "p99 ms no log"]
+LOG_COST_HEADER += ["change", "p99 ms log", "p99 ms no log", "CPU ms/req log", "no log"]
 
 
 def print_log_cost(runs: Sequence[ServerRun]) -> None:
@@ -636,6 +639,8 @@ def print_log_cost(runs: Sequence[ServerRun]) -> None:
                 f"{x['change_percent']:+.1f}%",
                 x["p99_ms_log"],
                 x["p99_ms_no_log"],
+                x["server_cpu_ms_log"],
+                x["server_cpu_ms_no_log"],
             ]
             for x in cost
         ],

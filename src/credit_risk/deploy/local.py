@@ -6,6 +6,7 @@ Everything an environment runs keeps its files in its state folder (``.deploy/<n
     state.json          what takes traffic: release, replica ports and pids, since, nginx pid
     nginx/              nginx.conf (generated), nginx.pid, error.log, access.log, temp/
     predictions/        the prediction log of every release (CREDIT_RISK_PREDICTION_LOG)
+    scrape-targets.json the running replicas, for Prometheus (deploy/prometheus/prometheus.yml)
     releases/<id>/      one folder per deploy: the supervisor's spec.json, replicas.json and
                         log, and each replica's log (replica-<n>.log)
 
@@ -75,6 +76,7 @@ from credit_risk.serving.guard import DRAIN_FACTOR
 NGINX_PACKAGE = "nginx-light"  # the Debian/Ubuntu package with everything this target uses
 HOST = "127.0.0.1"
 STATE_FILE = "state.json"
+SCRAPE_TARGETS_FILE = "scrape-targets.json"  # the replicas, for Prometheus (file_sd)
 RELEASE_HEADER = "x-release"  # nginx adds it: the release id of the upstream that answered
 BENTO_HEADER = "x-bento"
 KEPT_RELEASE_FOLDERS = 5  # logs of past deploys kept, besides the running ones
@@ -311,6 +313,10 @@ class Layout:
     @property
     def predictions(self) -> Path:
         return self.root / "predictions"
+
+    @property
+    def scrape_targets(self) -> Path:
+        return self.root / SCRAPE_TARGETS_FILE
 
 
 @dataclass(frozen=True)
@@ -653,6 +659,20 @@ class LocalTarget:
                 "since": datetime.now(UTC).isoformat(timespec="seconds"),
             },
         )
+        self._scrape_targets(new)
+
+    def _scrape_targets(self, running: Running | None) -> None:
+        """Prometheus's file of targets (deploy/prometheus/prometheus.yml reads it): each
+        replica on its own, since each keeps its own counters and nginx would mix them."""
+        groups = []
+        if running is not None:
+            groups.append(
+                {
+                    "targets": [f"{HOST}:{port}" for port in running.ports],
+                    "labels": {"environment": self.name, "release": running.release_id},
+                }
+            )
+        write_json(self.layout.scrape_targets, groups)
 
     def _drain(self, old_workers: set[int]) -> None:
         """Give the old release drain_seconds, and the old nginx workers time to finish."""
@@ -718,6 +738,7 @@ class LocalTarget:
                 for folder in sorted(self.layout.releases.iterdir()):
                     self._stop_supervisor(folder, None)
             self.layout.state.unlink(missing_ok=True)
+            self._scrape_targets(None)
 
     # --- helpers ---
 

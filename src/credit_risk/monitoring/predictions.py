@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import json
+import math
 import os
 import re
 import secrets
@@ -63,6 +65,7 @@ TAIL = ("probability", "decision")
 OUTCOME_COLUMNS = ("request_id", "row", "outcome", "received_at")
 # How a prediction line starts (json.dumps with the default separators, keys in HEAD order):
 # the outcome lookup finds request ids with this, without parsing whole lines.
+FEW_IDS = 32  # up to this many ids still to find, search for each; more: read every line start
 LINE_START = re.compile(rb'^\{"request_id": "((?:[^"\\]|\\.)*)", "row": (\d+),', re.MULTILINE)
 
 
@@ -148,30 +151,49 @@ class PredictionWriter:
     ) -> None:
         """Append one line per record, and return once the operating system has them all."""
         moment = (now or datetime.now(UTC)).astimezone(UTC)
-        head = {
-            "request_id": request_id,
-            "row": 0,
-            "time": moment.isoformat(timespec="microseconds"),
-            "model_version": model_version,
-            "endpoint": endpoint,
-        }
-        features = self.features
-        lines = []
-        for index, (row, probability, decision) in enumerate(
-            zip(rows, probabilities, decisions, strict=True)
-        ):
-            head["row"] = index
-            record = {**head, **{name: row.get(name) for name in features}}
-            record["probability"] = float(probability)
-            record["decision"] = decision
-            lines.append(json.dumps(record, allow_nan=False))
-        data = ("\n".join(lines) + "\n").encode()
+        data = self.lines(request_id, endpoint, model_version, moment, rows, probabilities,
+                          decisions)  # fmt: skip
         day = moment.date().isoformat()
         with self._lock:
             fd = self._file(day, model_version)
             _write_all(fd, data)
             if self.fsync:
                 os.fsync(fd)
+
+    def lines(
+        self,
+        request_id: str,
+        endpoint: str,
+        model_version: str,
+        moment: datetime,
+        rows: Sequence[Mapping[str, Any]],
+        probabilities: Sequence[float] | np.ndarray,
+        decisions: Sequence[str],
+    ) -> bytes:
+        """The records as JSON lines: each exactly ``json.dumps`` of the record's dict (keys in
+        HEAD, features, TAIL order), built from pieces, since a batch's per-row dicts and
+        encoder calls would cost more than scoring it."""
+        dumps = json.dumps
+        start = f'{{"request_id": {dumps(request_id)}, "row": '
+        middle = (
+            f', "time": "{moment.isoformat(timespec="microseconds")}", '
+            f'"model_version": {dumps(model_version)}, "endpoint": {dumps(endpoint)}, '
+        )
+        features, lines = self.features, []
+        for index, (row, probability, decision) in enumerate(
+            zip(rows, probabilities, decisions, strict=True)
+        ):
+            # A row with exactly the logged features, in order (the service's, usually), is
+            # encoded as it is; any other is cut down to them first.
+            given = row if list(row) == features else {name: row.get(name) for name in features}
+            value = float(probability)
+            if not math.isfinite(value):
+                raise ValueError(f"probability {value} is not a number in [0, 1]")
+            lines.append(
+                f"{start}{index}{middle}{dumps(given, allow_nan=False)[1:-1]}, "
+                f'"probability": {value!r}, "decision": {dumps(decision)}}}'
+            )
+        return ("\n".join(lines) + "\n").encode()
 
     def _file(self, day: str, model_version: str) -> int:
         key = (day, model_version)
@@ -281,15 +303,35 @@ def read_predictions(
     files = prediction_files(
         Path(folder), start.date() if start else None, last_day, model_version or ""
     )
-    records = []
-    for path in files:
-        for number, record in _lines(path):
-            missing = [key for key in (*HEAD, *TAIL) if key not in record]
-            if missing:
-                raise DataError(f"{path}:{number}: a prediction line without {missing}")
-            records.append(record)
-    frame = pd.DataFrame.from_records(records)
+    frames = [_read_file(path) for path in files]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return _typed(frame, start, end)
+
+
+def _read_file(path: Path) -> pd.DataFrame:
+    """One file's records: pandas' JSON Lines reader, and where it fails or a line lacks a key,
+    line by line, to name the line (and to skip a torn last one)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:  # deleted by retention while being read
+        return pd.DataFrame()
+    whole = data[: data.rfind(b"\n") + 1]  # without a torn last line
+    if whole == data and whole:
+        try:
+            frame = pd.read_json(io.BytesIO(whole), lines=True, dtype=False, precise_float=True)
+        except ValueError:
+            frame = None
+        if frame is not None and all(
+            key in frame.columns and frame[key].notna().all() for key in (*HEAD, *TAIL)
+        ):
+            return frame
+    records = []
+    for number, record in _lines(path):
+        missing = [key for key in (*HEAD, *TAIL) if record.get(key) is None]
+        if missing:
+            raise DataError(f"{path}:{number}: a prediction line without {missing}")
+        records.append(record)
+    return pd.DataFrame.from_records(records)
 
 
 def _typed(frame: pd.DataFrame, start: datetime | None, end: datetime | None) -> pd.DataFrame:
@@ -402,18 +444,27 @@ def find_scored(
     folder: Path, keys: Iterable[tuple[str, int]], first: date, last: date
 ) -> set[tuple[str, int]]:
     """Which (request_id, row) pairs the log holds in the days [first, last], newest day first,
-    stopping once all are found. Reads lines' starts only; cost grows with the days scanned."""
+    stopping once all are found. Cost grows with the days scanned: a few ids are searched for
+    as bytes (memory speed); many at once, by reading each line's start."""
     wanted = set(keys)
     found: set[tuple[str, int]] = set()
+    needles = {
+        key: f'\n{{"request_id": {json.dumps(key[0])}, "row": {key[1]},'.encode() for key in wanted
+    }
     for path in reversed(prediction_files(Path(folder), first, last)):
         try:
-            data = path.read_bytes()
+            data = b"\n" + path.read_bytes()  # every line, the first included, follows a newline
         except FileNotFoundError:
             continue
-        for match in LINE_START.finditer(data):
-            key = (match[1].decode(), int(match[2]))
-            if key in wanted:
-                found.add(key)
+        if len(wanted) - len(found) <= FEW_IDS:
+            found.update(key for key in wanted - found if needles[key] in data)
+        else:
+            for match in LINE_START.finditer(data):
+                quoted = match[1]
+                rid = json.loads(b'"' + quoted + b'"') if b"\\" in quoted else quoted.decode()
+                key = (rid, int(match[2]))
+                if key in wanted:
+                    found.add(key)
         if found == wanted:
             break
     return found

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
 from credit_risk.config import Serve, load_params
 from credit_risk.errors import ConfigError
@@ -128,9 +128,30 @@ class BatchRequest(bentoml.IODescriptor):
     records: Batch = Field(alias=ENTITIES)
 
 
+# The documented item; the service checks items itself (parse_outcomes), so that a bad one is
+# a 422 naming its field rather than BentoML's 400.
+OUTCOME_SCHEMA = {
+    "type": "object",
+    "required": ["request_id", "outcome"],
+    "additionalProperties": False,
+    "properties": {
+        "request_id": {"type": "string", "minLength": 1, "description": "The score's X-Request-ID"},
+        "row": {"type": "integer", "minimum": 0, "default": 0, "description": "Place in a batch"},
+        "outcome": {"type": "string", "enum": OUTCOME_WORDS},
+    },
+}
+OUTCOME_RESPONSES = {
+    "404": "A score not in the prediction log (or older than max_outcome_age_days); none stored",
+    "409": "A score that has an outcome already, or named twice; none stored",
+    "422": "An item's field is missing or wrong (the error names it); none stored",
+}
+
+
 class OutcomesRequest(bentoml.IODescriptor):
-    # Items are checked by the service (parse_outcomes), so that a bad one is a 422 naming it.
-    outcomes: list[dict[str, Any]] = Field(
+    outcomes: Annotated[
+        list[dict[str, Any]],
+        WithJsonSchema({"type": "array", "minItems": 1, "items": OUTCOME_SCHEMA}),
+    ] = Field(
         min_length=1,
         description="What happened to scored records: each names a score by `request_id` (its "
         "X-Request-ID) and, for a /score_batch request, `row` (the record's place, from 0), "
@@ -319,4 +340,5 @@ CreditRiskService.add_asgi_middleware(  # type: ignore[attr-defined]
     model_version=MODEL_TAG,
     docs_page=docs_page(MODEL_TAG, SETTINGS, set(_USED), float(_STORED["decision_threshold"])),
     spec_info=spec_info(MODEL_TAG, SETTINGS),
+    responses={"/outcomes": OUTCOME_RESPONSES},
 )

@@ -324,3 +324,34 @@ def test_concurrent_submissions_of_one_score_store_one(logged: Path) -> None:
 def test_empty_log_reads_as_empty_frames(tmp_path: Path) -> None:
     assert read_predictions(tmp_path / "none").empty
     assert read_outcomes(tmp_path / "none").empty
+
+
+def test_each_line_is_exactly_the_json_of_its_record(tmp_path: Path) -> None:
+    """The writer builds lines from pieces for speed; they must be what json.dumps would write,
+    whatever the row's keys and order (the outcome lookup reads the lines' starts)."""
+    features = feature_columns()
+    example = example_record()
+    shuffled = {name: example[name] for name in reversed(features)}
+    extra = {**example, "not-logged": 1}
+    for logged in (features, features[1:]):
+        writer = PredictionWriter(tmp_path / str(len(logged)), logged)
+        for row in (example, shuffled, extra):
+            lines = writer.lines('id-"1"', "score", VERSION, NOON, [row, row], [0.25, 1e-7],
+                                 ["a", "b"]).decode().splitlines()  # fmt: skip
+            for index, (line, probability, decision) in enumerate(
+                zip(lines, [0.25, 1e-7], ["a", "b"], strict=True)
+            ):
+                record = {
+                    "request_id": 'id-"1"', "row": index,
+                    "time": NOON.isoformat(timespec="microseconds"),
+                    "model_version": VERSION, "endpoint": "score",
+                    **{name: row.get(name) for name in logged},
+                    "probability": probability, "decision": decision,
+                }  # fmt: skip
+                assert line == json.dumps(record)
+
+
+def test_outcomes_find_ids_that_json_escapes(writer: PredictionWriter) -> None:
+    write(writer, 'odd "id" \\ é')
+    assert record_outcomes(writer.folder, [Outcome('odd "id" \\ é', outcome_names()[0])], 30,
+                           now=NOON) == 1  # fmt: skip
