@@ -8,7 +8,8 @@ It reads the predictions logged in the window (``monitor.window_days`` up to now
 three files (``monitor.report``, ``monitor.html``, ``monitor.summary``). It exits 0 when nothing
 is wrong, and 1 naming the reasons when the alarm is raised, as `make gate` does when it blocks;
 a job that fails (an unreadable log, bad settings) also exits 1, but writes no report, so a
-workflow opens an issue when ``alarm`` is true in a report written by this run.
+workflow removes the old reports first and opens an issue when ``alarm`` is true in the report
+this run wrote (``monitor.summary`` is the issue's body).
 
 The alarm is raised by any of: at least ``monitor.drift.alarm_features`` drifted features;
 fewer than ``monitor.min_rows`` predictions in the window (a silent log is not a healthy one);
