@@ -17,6 +17,7 @@ LOCK_FLAGS := --python-version 3.11 --generate-hashes --no-header --no-annotate 
 	serve-bento soak mlflow-ui registry-up registry-down registry-status lock clean gate register \
 	trace deploy promote rollback status stop bench-deploy manifests
 .PHONY: test-slow lint-workflows
+.PHONY: act act-pr act-deploy
 
 help: ## Show this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -44,12 +45,12 @@ test-slow: setup ## Run only the slow end-to-end tests (they start PostgreSQL an
 	$(PYTHON) -m pytest -m slow
 
 lint: setup ## Check style and formatting with ruff
-	ruff check src tests benchmarks .github/scripts
-	ruff format --check src tests benchmarks .github/scripts
+	ruff check src tests benchmarks .github/scripts $(ACT_PYTHON)
+	ruff format --check src tests benchmarks .github/scripts $(ACT_PYTHON)
 
 format: setup ## Fix what ruff can fix and format the code
-	ruff check --fix src tests benchmarks .github/scripts
-	ruff format src tests benchmarks .github/scripts
+	ruff check --fix src tests benchmarks .github/scripts $(ACT_PYTHON)
+	ruff format src tests benchmarks .github/scripts $(ACT_PYTHON)
 
 typecheck: setup ## Type-check the package with mypy
 	mypy
@@ -133,3 +134,16 @@ lock: ## Re-resolve requirements*.lock after editing dependencies in pyproject.t
 
 clean: ## Remove caches and the virtual environment (data, models and runs stay)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# Running the workflows here with act (.github/act/: the runner, event fixtures, stand-ins).
+ACT_PYTHON := .github/act .github/act/standins/bin/gh .github/act/standins/setup-cml/bin/cml
+ACT_ARGS ?=
+
+act: setup registry-up ## Run the workflows here with act: a pull request, then its merge (see .github/act)
+	python .github/act/run.py all $(ACT_ARGS)
+
+act-pr: setup registry-up ## With act: checks and train-report for a pull request changing a param
+	python .github/act/run.py pr $(ACT_ARGS)
+
+act-deploy: setup registry-up ## With act: the deploy workflow for the merge of make act-pr's pull request
+	python .github/act/run.py deploy $(ACT_ARGS)
