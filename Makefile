@@ -15,7 +15,7 @@ LOCK_FLAGS := --python-version 3.11 --generate-hashes --no-header --no-annotate 
 
 .PHONY: help setup repro test test-fast lint format typecheck bench bench-service serve bento \
 	serve-bento soak mlflow-ui registry-up registry-down registry-status lock clean gate register \
-	trace deploy promote rollback status stop bench-deploy manifests
+	trace deploy promote rollback status stop bench-deploy manifests pr-report
 .PHONY: test-slow lint-workflows
 .PHONY: act act-pr act-deploy
 
@@ -76,6 +76,9 @@ serve-bento: setup ## Serve a built bento: make serve-bento BENTO=credit-risk:<v
 
 gate: setup ## Judge the pipeline's model by params.yaml's gate: rules (exits 1 if one fails)
 	python -m credit_risk.gate.check
+
+pr-report: setup ## Write reports/pr-report.md: this branch against BASE (default main) and production
+	python -m credit_risk.pr_report --base "$(or $(BASE),main)" $(if $(filter true 1,$(IMAGES)),--images)
 
 register: setup ## Register the gated model with its lineage; alias candidate (after make gate)
 	python -m credit_risk.registry.register

@@ -47,6 +47,7 @@ class Paths(Strict):
     figures: Path
     gate_report: Path  # the gate's verdict for machines (JSON), written by `make gate`
     gate_summary: Path  # the same verdict for people (Markdown, the pull-request comment's)
+    pr_report: Path  # the pull-request comment: this branch against its base and production
 
 
 class NumericShift(Strict):

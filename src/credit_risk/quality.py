@@ -24,6 +24,10 @@ from credit_risk.model import predict_positive
 from credit_risk.plots import CALIBRATION_BINS
 from credit_risk.schema import positive_labels
 
+# The metrics of classification_metrics where a smaller value is the better model; for every
+# other one (ROC AUC, accuracy, F1, precision, recall) larger is better.
+LOWER_IS_BETTER = frozenset({"log_loss", "brier", "calibration_error"})
+
 
 def classification_metrics(
     labels: pd.Series, scores: pd.Series, threshold: float
