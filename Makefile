@@ -17,7 +17,7 @@ LOCK_FLAGS := --python-version 3.11 --generate-hashes --no-header --no-annotate 
 	serve-bento soak mlflow-ui registry-up registry-down registry-status lock clean gate register \
 	trace deploy promote rollback status stop bench-deploy manifests pr-report
 .PHONY: test-slow lint-workflows
-.PHONY: act act-pr act-deploy
+.PHONY: act act-pr act-deploy act-stop
 
 help: ## Show this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -150,3 +150,6 @@ act-pr: setup registry-up ## With act: checks and train-report for a pull reques
 
 act-deploy: setup registry-up ## With act: the deploy workflow for the merge of make act-pr's pull request
 	python .github/act/run.py deploy $(ACT_ARGS)
+
+act-stop: setup ## Stop what make act left serving (staging on the port it printed)
+	python .github/act/run.py stop

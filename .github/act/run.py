@@ -3,6 +3,7 @@
     python .github/act/run.py pr       # a pull request: checks and train-report
     python .github/act/run.py deploy   # then its merge to main: the deploy workflow
     python .github/act/run.py all      # both (make act)
+    python .github/act/run.py stop     # stop what the deploy left serving (make act-stop)
 
 What plays GitHub, all under the work folder (default .act/, recreated by `pr` and `all`):
 
@@ -24,6 +25,11 @@ repository's local remote, ``dvc-remote/``). Third-party actions that cannot run
 replaced by the stand-ins in ``standins/`` through act's ``--local-repository``, at the exact
 commits the workflows pin, so the workflow files stay as GitHub runs them.
 
+Staging keeps serving after the deploy run, on the port summary.json gives. act deletes a job's
+workspace when the job succeeds, and with it the local target's state (``.deploy/``) and the
+``.venv`` the processes run from; they go on serving from memory, and ``stop`` finds them by
+their command lines and working folders, which name this work folder, and stops them by pid.
+
 This is development tooling, kept beside the workflows it runs rather than in the package: the
 package never imports it, and it imports nothing of the package.
 """
@@ -31,10 +37,12 @@ package never imports it, and it imports nothing of the package.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import string
 import subprocess
@@ -375,6 +383,55 @@ def deploy_run(work: Workspace) -> ActRun:
     return run_act(work, "deploy", "push", event, clone, "deploy.yml")
 
 
+def _processes() -> dict[int, tuple[int, str, str]]:
+    """Every process: pid -> (parent pid, command line, working folder)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cwd = str((entry / "cwd").readlink())
+        except OSError:  # gone, or not ours to read
+            continue
+        parent = int(stat.rpartition(")")[2].split()[1])
+        found[int(entry.name)] = (parent, command, cwd)
+    return found
+
+
+def leftovers(work: Workspace) -> list[int]:
+    """Processes started by this work folder's jobs that still run, with their children."""
+    marker = f"{work.folder / 'act-cache'}{os.sep}"
+    table = _processes()
+    mine = {
+        pid
+        for pid, (_, command, cwd) in table.items()
+        if (marker in command or cwd.startswith(marker)) and pid != os.getpid()
+    }
+    grew = True
+    while grew:  # nginx's workers and bentoml's name no folder: take children too
+        more = {pid for pid, (parent, _, _) in table.items() if parent in mine} - mine
+        mine |= more
+        grew = bool(more)
+    return sorted(mine)
+
+
+def stop(work: Workspace, grace: float = 30.0) -> list[int]:
+    """Stop, by pid, what the act runs in ``work`` left running; returns the pids stopped."""
+    pids = leftovers(work)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+        time.sleep(0.2)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pids
+
+
 def default_tracking_uri() -> str:
     record = ROOT / ".stack" / "stack.json"
     if not record.exists():
@@ -385,7 +442,7 @@ def default_tracking_uri() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["pr", "deploy", "all"])
+    parser.add_argument("what", choices=["pr", "deploy", "all", "stop"])
     parser.add_argument("--workdir", type=Path, default=ROOT / ".act")
     parser.add_argument("--tracking-uri", help="MLflow server (default: make registry-up's)")
     parser.add_argument("--dvc-remote", type=Path, default=ROOT / "dvc-remote")
@@ -395,6 +452,11 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--uv-cache", type=Path, help="uv's cache for the jobs (cold runs)")
     args = parser.parse_args(argv)
+    if args.what == "stop":
+        work = Workspace(args.workdir, "", args.dvc_remote, None)
+        stopped = stop(work)
+        print(f"stopped {len(stopped)} processes left by the act runs in {work.folder}: {stopped}")
+        return 0
     try:
         work = Workspace(
             args.workdir, args.tracking_uri or default_tracking_uri(), args.dvc_remote,
@@ -416,6 +478,9 @@ def main(argv: list[str] | None = None) -> int:
     except RunError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.what in ("deploy", "all"):
+        port = work.summary()["ports"]["staging"]  # type: ignore[index]
+        print(f"staging serves on http://127.0.0.1:{port} (stop it: make act-stop)")
     for run in runs:
         print(f"  {run.name:<16} {'green' if run.returncode == 0 else 'FAILED':<7} "
               f"{run.seconds:>7.1f} s  {run.log}")  # fmt: skip
