@@ -222,9 +222,13 @@ def seed_repository(work: Workspace) -> dict[str, int]:
     ports = {}
     for name in ENVIRONMENT_FILES:
         path = work.seed / name
-        ports[path.stem] = free_port()
-        text = re.sub(r"(?m)^  port: \d+", f"  port: {ports[path.stem]}", path.read_text())
-        path.write_text(text, encoding="utf-8")
+        ports[path.stem] = port = free_port()
+        text = path.read_text(encoding="utf-8")
+        old = re.search(r"(?m)^  port: (\d+)", text)
+        if old is None:
+            raise RunError(f"{name}: no local port to move")
+        text = text.replace(f"port: {old[1]}", f"port: {port}")
+        path.write_text(text.replace(f"127.0.0.1:{old[1]}", f"127.0.0.1:{port}"), encoding="utf-8")
     git(work.seed, "init", "-q", "-b", "main")
     git(work.seed, "add", "-A")
     git(work.seed, "commit", "-q", "-m", "Snapshot of the template (environments on free ports)")
