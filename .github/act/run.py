@@ -209,6 +209,7 @@ def local_repository_flags() -> list[str]:
 def seed_repository(work: Workspace) -> dict[str, int]:
     """A snapshot of this working copy as main of a new bare origin; returns the ports."""
     if work.folder.exists():
+        stop(work)  # a previous run's staging serves from this folder
         shutil.rmtree(work.folder)
     work.seed.mkdir(parents=True)
     listed = subprocess.run(
@@ -380,6 +381,9 @@ def pull_request_runs(work: Workspace, checks: str) -> tuple[PullRequest, list[A
 
 def deploy_run(work: Workspace) -> ActRun:
     pull = PullRequest(**work.summary()["pull_request"])  # type: ignore[arg-type]
+    # A previous deploy's staging still holds the port, and its state went with its workspace:
+    # the new deploy could not switch from it.
+    stop(work)
     before, after = merge_pull_request(work, pull)
     work.save(merge={"before": before, "after": after})
     event = event_file(work, "push.json", before=before, after=after, ref="refs/heads/main")
