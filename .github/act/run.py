@@ -47,7 +47,9 @@ import socket
 import string
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -93,6 +95,7 @@ class RunError(Exception):
 
 @dataclass
 class ActRun:
+    number: int  # also the run id (github.run_id), which keys its artifacts
     name: str
     command: list[str]
     log: str
@@ -125,6 +128,8 @@ class Workspace:
         self.logs = self.folder / "logs"
         self.records = self.folder / "records"
         self.summary_file = self.folder / "summary.json"
+        self.lock = threading.Lock()  # act runs may go side by side
+        self.numbered = 0
 
     def summary(self) -> dict[str, object]:
         if self.summary_file.exists():
@@ -134,9 +139,26 @@ class Workspace:
         return {"runs": []}
 
     def save(self, **changes: object) -> dict[str, object]:
-        summary = {**self.summary(), **changes}
-        self.summary_file.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        return summary
+        with self.lock:
+            summary = {**self.summary(), **changes}
+            self.summary_file.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+            return summary
+
+    def next_number(self) -> int:
+        with self.lock:
+            runs = self.summary().get("runs", [])
+            assert isinstance(runs, list)
+            self.numbered = max(self.numbered, len(runs)) + 1
+            return self.numbered
+
+    def add_run(self, run: ActRun) -> None:
+        with self.lock:
+            summary = self.summary()
+            earlier = summary.get("runs", [])
+            assert isinstance(earlier, list)
+            runs = sorted([*earlier, asdict(run)], key=lambda each: int(each.get("number", 0)))
+            text = json.dumps({**summary, "runs": runs}, indent=2) + "\n"
+            self.summary_file.write_text(text, encoding="utf-8")
 
     def env(self) -> dict[str, str]:
         """This shell's environment without what would leak into the jobs, plus the stand-ins'."""
@@ -318,8 +340,7 @@ def run_act(
     job: str | None = None, timeout: float = 3600,
 ) -> ActRun:  # fmt: skip
     """One act run of one workflow (or one of its jobs, with the jobs it needs)."""
-    runs = work.summary().get("runs", [])
-    assert isinstance(runs, list)
+    number = work.next_number()
     command = [
         str(ACT), event,
         "--workflows", f".github/workflows/{workflow}",
@@ -329,7 +350,7 @@ def run_act(
         "--no-cache-server",  # no workflow uses actions/cache
         "--action-cache-path", str(work.folder / "act-cache"),
         "--env", f"GITHUB_REPOSITORY={REPOSITORY}",
-        "--env", f"GITHUB_RUN_ID={len(runs) + 1}",
+        "--env", f"GITHUB_RUN_ID={number}",
         "--var", f"MLFLOW_TRACKING_URI={work.tracking_uri}",
         "--var", f"DVC_REMOTE_URL={work.dvc_remote}",
         *local_repository_flags(),
@@ -337,7 +358,7 @@ def run_act(
     if job:
         command += ["--job", job]
     work.logs.mkdir(parents=True, exist_ok=True)
-    log = work.logs / f"{len(runs) + 1:02d}-{name}.log"
+    log = work.logs / f"{number:02d}-{name}.log"
     print(f"==> act: {name} ({' '.join(command[1:4])}); log in {log}", flush=True)
     started = time.monotonic()
     with log.open("w", encoding="utf-8") as out:
@@ -357,26 +378,33 @@ def run_act(
             os.killpg(process.pid, 15)
             process.wait()
             raise
-    run = ActRun(name, command, str(log), process.returncode, round(time.monotonic() - started, 1))
-    work.save(runs=[*runs, asdict(run)])
+    seconds = round(time.monotonic() - started, 1)
+    run = ActRun(number, name, command, str(log), process.returncode, seconds)
+    work.add_run(run)
     status = "green" if run.returncode == 0 else f"FAILED (exit {run.returncode})"
     print(f"==> act: {name}: {status} in {run.seconds:.0f} s", flush=True)
     return run
 
 
-def pull_request_runs(work: Workspace, checks: str) -> tuple[PullRequest, list[ActRun]]:
+def pull_request_runs(
+    work: Workspace, checks: str, parallel: int
+) -> tuple[PullRequest, list[ActRun]]:
+    """train-report and the checks for a new pull request, ``parallel`` act runs at a time."""
     pull = open_pull_request(work)
     work.save(pull_request=asdict(pull))
     event = event_file(work, "pull_request.json", **asdict(pull))
     clone = clone_at(work, "clone-pr", pull.merge_sha)
-    runs = [run_act(work, "train-report", "pull_request", event, clone, "train-report.yml")]
+    planned: list[tuple[str, str, str | None]] = [("train-report", "train-report.yml", None)]
     if checks == "all":
-        runs.append(run_act(work, "checks", "pull_request", event, clone, "checks.yml"))
-    elif checks == "fast":
-        for job in FAST_CHECKS:
-            runs.append(run_act(work, f"checks-{job}", "pull_request", event, clone,
-                                "checks.yml", job=job))  # fmt: skip
-    return pull, runs
+        planned.append(("checks", "checks.yml", None))
+    elif checks == "fast":  # one act run a job: act takes one --job
+        planned += [(f"checks-{job}", "checks.yml", job) for job in FAST_CHECKS]
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        started = [
+            pool.submit(run_act, work, name, "pull_request", event, clone, workflow, job)
+            for name, workflow, job in planned
+        ]
+        return pull, [future.result() for future in started]
 
 
 def deploy_run(work: Workspace) -> ActRun:
@@ -459,6 +487,9 @@ def main(argv: list[str] | None = None) -> int:
         help="checks jobs to run for the pull request: all, fast (all but e2e), none",
     )  # fmt: skip
     parser.add_argument("--uv-cache", type=Path, help="uv's cache for the jobs (cold runs)")
+    parser.add_argument(
+        "--parallel", type=int, default=1, help="act runs side by side for the pull request"
+    )
     args = parser.parse_args(argv)
     if args.what == "stop":
         work = Workspace(args.workdir, "", args.dvc_remote, None)
@@ -478,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
             work.save(ports=ports, repository=REPOSITORY, origin=str(work.origin),
                       records=str(work.records), tracking_uri=work.tracking_uri,
                       dvc_remote=str(work.dvc_remote))  # fmt: skip
-            runs += pull_request_runs(work, args.checks)[1]
+            runs += pull_request_runs(work, args.checks, args.parallel)[1]
         if args.what in ("deploy", "all"):
             if "pull_request" not in work.summary():
                 raise RunError(f"no pull request in {work.folder}: run `pr` first")

@@ -36,7 +36,7 @@ from credit_risk.schema import contract, example_record
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER = ROOT / ".github" / "act" / "run.py"
 pytestmark = pytest.mark.slow
-PR_SECONDS = 2400  # train-report and three checks jobs, each job with its own `make setup`
+PR_SECONDS = 2400  # train-report and three checks jobs, two at a time, each its own `make setup`
 DEPLOY_SECONDS = 1200
 FAST_CHECKS = ("checks-lint", "checks-test", "checks-workflows")
 MODEL_FILE = "models/model.joblib"
@@ -82,9 +82,8 @@ class Runs:
         return [json.loads(line) for line in lines]
 
     def artifact(self, run: dict[str, Any], name: str) -> Path:
-        """An artifact the act run kept (the runs are numbered from 1, as run ids)."""
-        number = self.summary["runs"].index(run) + 1
-        folder = self.folder / "artifacts" / str(number) / name
+        """An artifact the act run kept (under its number, which is its run id)."""
+        folder = self.folder / "artifacts" / str(run["number"]) / name
         assert folder.is_dir(), f"no artifact {name} from {run['name']}"
         return folder
 
@@ -120,7 +119,7 @@ def work() -> Iterator[Runs]:
 def pull_request(work: Runs) -> Runs:
     """run.py pr: a pull request changing a param; train-report and the fast checks jobs."""
     done = work.runner(
-        "pr", "--checks", "fast", "--tracking-uri", work.tracking_uri,
+        "pr", "--checks", "fast", "--parallel", "2", "--tracking-uri", work.tracking_uri,
         "--dvc-remote", str(work.remote), timeout=PR_SECONDS,
     )  # fmt: skip
     assert (work.folder / "summary.json").exists(), done.stdout[-3000:] + done.stderr
