@@ -8,15 +8,16 @@
 What plays GitHub, all under the work folder (default .act/, recreated by `pr` and `all`):
 
 - ``github/<owner>/<name>.git``: a bare repository seeded with a snapshot of this working copy
-  (tracked and new unignored files, the environments moved to free loopback ports). The checkout
-  stand-in clones from it and the workflows' ``git push origin`` goes to it.
+  (tracked and new unignored files). The checkout stand-in clones from it and the workflows'
+  ``git push origin`` goes to it.
 - the pull request: a branch changing ``train.logistic_regression.C`` (so retraining changes
   dvc.lock), with ``refs/pull/1/head`` and ``refs/pull/1/merge`` as GitHub makes them, and the
-  event JSON from ``events/`` filled in; the merge for ``deploy`` is a no-fast-forward merge of
-  that branch (with whatever the workflow committed back) into main, and a push event.
+  event JSON from ``events/`` filled in; for ``deploy``, a commit on main moves staging to a free
+  loopback port, then the branch (with whatever the workflow committed back) is merged into main
+  (no fast-forward), and a push event.
 - ``records/cml`` and ``records/gh``: what the cml and gh stand-ins were asked to do.
 - ``artifacts/``: what upload-artifact kept, per run; ``logs/``: each act run's output.
-- ``summary.json``: the ports, refs, records, timings and exit codes of the runs.
+- ``summary.json``: staging's port, the refs, records, timings and exit codes of the runs.
 
 The jobs run on this machine (act's self-hosted mode, ``-P ubuntu-24.04=-self-hosted``), with
 the real make targets, the registry stack given by ``--tracking-uri`` (default: the one
@@ -66,7 +67,7 @@ REPOSITORY = "local/credit-risk"  # owner/name the runs use (github.repository)
 RUNNER_LABEL = "ubuntu-24.04"  # the workflows' runs-on, run on this machine
 PR_NUMBER = 1
 PR_BRANCH = "act/weaker-regularisation"
-ENVIRONMENT_FILES = ("deploy/staging.yaml", "deploy/production.yaml")
+STAGING_FILE = "deploy/staging.yaml"
 # The stand-in for each third-party action the workflows use (see standins/README.md).
 STANDIN_FOR = {
     "actions/checkout": "checkout",
@@ -228,8 +229,9 @@ def local_repository_flags() -> list[str]:
 # --- The repository on the stand-in GitHub ----------------------------------------------------
 
 
-def seed_repository(work: Workspace) -> dict[str, int]:
-    """A snapshot of this working copy as main of a new bare origin; returns the ports."""
+def seed_repository(work: Workspace) -> None:
+    """A snapshot of this working copy (tracked and new, unignored files) as main of a new
+    bare origin."""
     if work.folder.exists():
         stop(work)  # a previous run's staging serves from this folder
         shutil.rmtree(work.folder)
@@ -242,25 +244,33 @@ def seed_repository(work: Workspace) -> dict[str, int]:
         if (ROOT / name).is_file() and not (ROOT / name).is_symlink():
             (work.seed / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, work.seed / name)
-    ports = {}
-    for name in ENVIRONMENT_FILES:
-        path = work.seed / name
-        ports[path.stem] = port = free_port()
-        text = path.read_text(encoding="utf-8")
-        old = re.search(r"(?m)^  port: (\d+)", text)
-        if old is None:
-            raise RunError(f"{name}: no local port to move")
-        text = text.replace(f"port: {old[1]}", f"port: {port}")
-        path.write_text(text.replace(f"127.0.0.1:{old[1]}", f"127.0.0.1:{port}"), encoding="utf-8")
     git(work.seed, "init", "-q", "-b", "main")
     git(work.seed, "add", "-A")
-    git(work.seed, "commit", "-q", "-m", "Snapshot of the template (environments on free ports)")
+    git(work.seed, "commit", "-q", "-m", "Snapshot of the template")
     work.origin.parent.mkdir(parents=True)
     git(work.folder, "clone", "-q", "--bare", str(work.seed), str(work.origin))
     git(work.origin, "config", "uploadpack.allowAnySHA1InWant", "true")  # fetch by commit
     git(work.seed, "remote", "add", "origin", str(work.origin))
     git(work.seed, "fetch", "-q", "origin")
-    return ports
+
+
+def move_staging(work: Workspace) -> int:
+    """Commit to main a free loopback port for staging (this machine may serve 8101 already);
+    returns it. Only staging's file changes, so the deploy leaves production alone."""
+    git(work.seed, "fetch", "-q", "origin")
+    git(work.seed, "switch", "-q", "main")
+    git(work.seed, "reset", "-q", "--hard", "origin/main")
+    path = work.seed / STAGING_FILE
+    text = path.read_text(encoding="utf-8")
+    old = re.search(r"(?m)^  port: (\d+)", text)
+    if old is None:
+        raise RunError(f"{STAGING_FILE}: no local port to move")
+    port = free_port()
+    text = text.replace(f"port: {old[1]}", f"port: {port}")
+    path.write_text(text.replace(f"127.0.0.1:{old[1]}", f"127.0.0.1:{port}"), encoding="utf-8")
+    git(work.seed, "commit", "-q", "-am", f"Staging on port {port} of this machine")
+    git(work.seed, "push", "-q", "origin", "main")
+    return port
 
 
 def change_regularisation(params_file: Path) -> str:
@@ -412,8 +422,9 @@ def deploy_run(work: Workspace) -> ActRun:
     # A previous deploy's staging still holds the port, and its state went with its workspace:
     # the new deploy could not switch from it.
     stop(work)
+    port = move_staging(work)
     before, after = merge_pull_request(work, pull)
-    work.save(merge={"before": before, "after": after})
+    work.save(merge={"before": before, "after": after}, staging_port=port)
     event = event_file(work, "push.json", before=before, after=after, ref="refs/heads/main")
     clone = clone_at(work, "clone-main", after)
     return run_act(work, "deploy", "push", event, clone, "deploy.yml")
@@ -505,8 +516,8 @@ def main(argv: list[str] | None = None) -> int:
             raise RunError(f"{ACT} not found: run `make setup`")
         runs: list[ActRun] = []
         if args.what in ("pr", "all"):
-            ports = seed_repository(work)
-            work.save(ports=ports, repository=REPOSITORY, origin=str(work.origin),
+            seed_repository(work)
+            work.save(repository=REPOSITORY, origin=str(work.origin),
                       records=str(work.records), tracking_uri=work.tracking_uri,
                       dvc_remote=str(work.dvc_remote))  # fmt: skip
             runs += pull_request_runs(work, args.checks, args.parallel)[1]
@@ -518,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.what in ("deploy", "all"):
-        port = work.summary()["ports"]["staging"]  # type: ignore[index]
+        port = work.summary()["staging_port"]
         print(f"staging serves on http://127.0.0.1:{port} (stop it: make act-stop)")
     for run in runs:
         print(f"  {run.name:<16} {'green' if run.returncode == 0 else 'FAILED':<7} "

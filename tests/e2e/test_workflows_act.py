@@ -232,7 +232,7 @@ def test_the_merge_deploys_staging_and_opens_the_promotion(merged: Runs) -> None
 
     # Staging serves the merged model: the one the merged dvc.lock names, registered from the
     # merge commit and aliased staging.
-    port = merged.summary["ports"]["staging"]
+    port = merged.summary["staging_port"]
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=30) as ready:
         assert ready.status == 200
     assert score(port)["model_version"] == release.model_tag
