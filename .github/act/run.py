@@ -407,8 +407,9 @@ def pull_request_runs(
     planned: list[tuple[str, str, str | None]] = [("train-report", "train-report.yml", None)]
     if checks == "all":
         planned.append(("checks", "checks.yml", None))
-    elif checks == "fast":  # one act run a job: act takes one --job
-        planned += [(f"checks-{job}", "checks.yml", job) for job in FAST_CHECKS]
+    elif checks != "none":  # one act run a job: act takes one --job
+        jobs = FAST_CHECKS if checks == "fast" else tuple(checks.split(","))
+        planned += [(f"checks-{job}", "checks.yml", job) for job in jobs]
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         started = [
             pool.submit(run_act, work, name, "pull_request", event, clone, workflow, job)
@@ -479,6 +480,20 @@ def stop(work: Workspace, grace: float = 30.0) -> list[int]:
     return pids
 
 
+def checks_jobs() -> list[str]:
+    return list(yaml.safe_load((WORKFLOWS / "checks.yml").read_text(encoding="utf-8"))["jobs"])
+
+
+def checks_choice(value: str) -> str:
+    """--checks: all, fast, none, or a comma-separated list of the checks workflow's jobs."""
+    if value in ("all", "fast", "none"):
+        return value
+    unknown = set(value.split(",")) - set(checks_jobs())
+    if unknown:
+        raise argparse.ArgumentTypeError(f"not jobs of checks.yml: {', '.join(sorted(unknown))}")
+    return value
+
+
 def default_tracking_uri() -> str:
     record = ROOT / ".stack" / "stack.json"
     if not record.exists():
@@ -494,8 +509,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracking-uri", help="MLflow server (default: make registry-up's)")
     parser.add_argument("--dvc-remote", type=Path, default=ROOT / "dvc-remote")
     parser.add_argument(
-        "--checks", choices=["all", "fast", "none"], default="all",
-        help="checks jobs to run for the pull request: all, fast (all but e2e), none",
+        "--checks", default="all", type=checks_choice,
+        help="the checks jobs for the pull request: all, fast (all but e2e), none, or job ids"
+        f" separated by commas ({','.join(checks_jobs())})",
     )  # fmt: skip
     parser.add_argument("--uv-cache", type=Path, help="uv's cache for the jobs (cold runs)")
     parser.add_argument(
