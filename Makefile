@@ -152,4 +152,4 @@ act-deploy: setup registry-up ## With act: the deploy workflow for the merge of 
 	python .github/act/run.py deploy $(ACT_ARGS)
 
 act-stop: setup ## Stop what make act left serving (staging on the port it printed)
-	python .github/act/run.py stop
+	python .github/act/run.py stop $(ACT_ARGS)
