@@ -15,8 +15,10 @@ LOCK_FLAGS := --python-version 3.11 --generate-hashes --no-header --no-annotate 
 
 .PHONY: help setup repro test test-fast lint format typecheck bench bench-service serve bento \
 	serve-bento soak mlflow-ui registry-up registry-down registry-status lock clean gate register \
-	trace deploy promote rollback status stop bench-deploy manifests pr-report
+	trace deploy promote rollback status stop bench-deploy manifests pr-report remote
 .PHONY: test-slow lint-workflows
+.PHONY: monitor bench-monitor
+.PHONY: outcomes prune-predictions prometheus
 .PHONY: act act-pr act-deploy act-stop
 
 help: ## Show this list
@@ -77,6 +79,21 @@ serve-bento: setup ## Serve a built bento: make serve-bento BENTO=credit-risk:<v
 gate: setup ## Judge the pipeline's model by params.yaml's gate: rules (exits 1 if one fails)
 	python -m credit_risk.gate.check
 
+monitor: setup ## Logged predictions vs training rows: drift, live quality (exits 1 on an alarm)
+	python -m credit_risk.monitoring.job $(if $(LOG),--log "$(LOG)") \
+		$(if $(SINCE),--since "$(SINCE)") $(if $(UNTIL),--until "$(UNTIL)")
+
+bench-monitor: setup ## Time make monitor on 1M logged predictions, against 100k in the same run
+	$(PYTHON) benchmarks/monitor.py
+
+remote: setup ## Use the DVC remote in DVC_REMOTE_URL (s3://bucket/path, a folder...) instead of ../dvc-remote
+	@if [[ -z "$${DVC_REMOTE_URL:-}" ]]; then \
+		echo "DVC_REMOTE_URL is not set: DVC keeps its default remote, $$(dvc remote default)"; \
+	else \
+		dvc remote add --local --default --force team "$$DVC_REMOTE_URL" && \
+		echo "DVC's remote is now $$DVC_REMOTE_URL (.dvc/config.local, not committed)"; \
+	fi
+
 pr-report: setup ## Write reports/pr-report.md: this branch against BASE (default main) and production
 	python -m credit_risk.pr_report --base "$(or $(BASE),main)" $(if $(filter true 1,$(IMAGES)),--images)
 
@@ -113,6 +130,18 @@ bench-deploy: setup ## Deploy, switch, failed deploy and rollback under load vs 
 
 soak: setup ## Slowest /score requests over 60 s, with and without the request-timeout fix
 	$(PYTHON) benchmarks/soak.py
+
+# The prediction log and monitoring (README: Prediction log; Metrics and alerts).
+outcomes: setup ## Store outcomes of logged scores from a file: make outcomes FILE=x.csv|x.jsonl
+	@test -n "$(FILE)" || { echo "usage: make outcomes FILE=<csv or jsonl: request_id, outcome[, row]>"; exit 2; }
+	python -m credit_risk.monitoring.outcomes "$(FILE)"
+
+prune-predictions: setup ## Delete prediction-log days older than serve.prediction_log.retention_days
+	python -m credit_risk.monitoring.outcomes --prune
+
+prometheus: ## Run Prometheus on 127.0.0.1:9090, scraping the local environments (deploy/prometheus)
+	prometheus --config.file=deploy/prometheus/prometheus.yml --storage.tsdb.path=.prometheus \
+		--web.listen-address=127.0.0.1:9090
 
 mlflow-ui: setup ## Browse the local MLflow runs at http://127.0.0.1:5000
 	mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000

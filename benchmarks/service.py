@@ -23,8 +23,11 @@ client (_load.py); the output names it and the share of a core it used, beside t
 used per request, and the share of the CPUs that other processes took during the run (the
 figures are only as good as the machine is quiet). --workers and --threads repeat the BentoML
 measurements per combination (default: params.yaml's serve section, read and never written).
+--prediction-log both measures each combination with the prediction log on and off, in the same
+run, and prints what logging costs (the log goes to a throw-away folder).
 
     python benchmarks/service.py [--requests 1000] [--workers 1 2 --threads 1 4 8]
+    python benchmarks/service.py --prediction-log both
 
 Prints tables and writes benchmarks/results/service.json.
 """
@@ -62,6 +65,7 @@ from _load import HEADERS, Load, LoadGenerator, load_generator
 from credit_risk.config import Params, load_params
 from credit_risk.files import write_json
 from credit_risk.lineage import git_commit, git_dirty, model_fingerprint
+from credit_risk.monitoring.predictions import LOG_VARIABLE
 from credit_risk.schema import contract, target_column
 from credit_risk.serving.api_models import probability_field
 from credit_risk.serving.scorer import ModelFiles, Scorer
@@ -111,6 +115,7 @@ class ServerRun:
     label: str
     workers: int
     threads: int | None  # None for MLflow: uvicorn has no such setting
+    prediction_log: bool = True  # whether the service logged every scored record
     readyz_seconds: float = 0.0  # start to the first readiness 200
     all_ready_seconds: float | None = None  # start to every worker's model loaded (BentoML)
     score: list[Measure] = field(default_factory=list)
@@ -356,15 +361,22 @@ class Bench:
 
 def bench_bento(bench: Bench, run: ServerRun, expected: float) -> ServerRun:
     """Serve the stored model with this run's workers and threads, and measure it."""
-    args, bodies, name = bench.args, bench.bodies, f"w{run.workers}-t{run.threads}"
+    args, bodies = bench.args, bench.bodies
+    name = f"w{run.workers}-t{run.threads}-{'log' if run.prediction_log else 'nolog'}"
     params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     params["serve"].update(workers=run.workers, threads=run.threads)
+    params["serve"]["prediction_log"]["enabled"] = run.prediction_log
     params_file = bench.workdir / f"params-{name}.yaml"
     params_file.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     port = free_port()
     url, log = f"http://127.0.0.1:{port}", bench.workdir / f"bento-{name}.log"
     command = ["bentoml", "serve", SERVICE, "--host", "127.0.0.1", "--port", str(port)]
-    with serve(command, {**bench.env, "CREDIT_RISK_PARAMS": str(params_file)}, log) as server:
+    env = {
+        **bench.env,
+        "CREDIT_RISK_PARAMS": str(params_file),
+        LOG_VARIABLE: str(bench.workdir / f"predictions-{name}"),
+    }
+    with serve(command, env, log) as server:
         ready = wait_ready(server, f"{url}/readyz", run.workers)
         run.readyz_seconds, run.all_ready_seconds = ready
         note(f"{run.label}: ready in {run.readyz_seconds} s, measuring")
@@ -564,6 +576,77 @@ def print_targets(runs: Sequence[ServerRun], peer: ServerRun, local: dict[int, L
     )
 
 
+def log_cost(runs: Sequence[ServerRun]) -> list[dict[str, Any]]:
+    """Throughput with the prediction log over throughput without it, per configuration,
+    endpoint and number of clients (negative: logging costs that share)."""
+    cost = []
+    for on in (run for run in runs if run.prediction_log):
+        off = next(
+            (
+                run
+                for run in runs
+                if not run.prediction_log and (run.workers, run.threads) == (on.workers, on.threads)
+            ),
+            None,
+        )
+        if off is None:
+            continue
+        pairs = [("/score", 1, on.score, off.score)]
+        pairs += [
+            ("/score_batch", size, on.batches[size], off.batches[size]) for size in on.batches
+        ]
+        for endpoint, rows, with_log, without in pairs:
+            for a, b in zip(with_log, without, strict=True):
+                cost.append(
+                    {
+                        "workers": on.workers,
+                        "threads": on.threads,
+                        "endpoint": endpoint,
+                        "rows": rows,
+                        "clients": a.clients,
+                        "rows_per_second_log": round(a.per_second * rows, 1),
+                        "rows_per_second_no_log": round(b.per_second * rows, 1),
+                        "change_percent": round((a.per_second / b.per_second - 1) * 100, 1),
+                        "p99_ms_log": a.p99_ms,
+                        "p99_ms_no_log": b.p99_ms,
+                        # CPU per request: unlike throughput, barely moved by other processes.
+                        "server_cpu_ms_log": a.server_cpu_ms,
+                        "server_cpu_ms_no_log": b.server_cpu_ms,
+                    }
+                )
+    return cost
+
+
+LOG_COST_HEADER = ["server", "endpoint", "rows/req", "clients", "rows/s log", "rows/s no log"]
+LOG_COST_HEADER += ["change", "p99 ms log", "p99 ms no log", "CPU ms/req log", "no log"]
+
+
+def print_log_cost(runs: Sequence[ServerRun]) -> None:
+    cost = log_cost(runs)
+    if not cost:
+        return
+    table(
+        "The prediction log's cost: throughput with it over without it (same run)",
+        LOG_COST_HEADER,
+        [
+            [
+                f"bento w{x['workers']} t{x['threads']}",
+                x["endpoint"],
+                x["rows"],
+                x["clients"],
+                f"{x['rows_per_second_log']:,.0f}",
+                f"{x['rows_per_second_no_log']:,.0f}",
+                f"{x['change_percent']:+.1f}%",
+                x["p99_ms_log"],
+                x["p99_ms_no_log"],
+                x["server_cpu_ms_log"],
+                x["server_cpu_ms_no_log"],
+            ]
+            for x in cost
+        ],
+    )
+
+
 def print_best(chosen: ServerRun) -> None:
     load = at_target(chosen)
     batch = max(x.per_second for x in chosen.batches[1000]) * 1000
@@ -585,6 +668,12 @@ def parse_args(params: Params) -> argparse.Namespace:
     parser.add_argument("--mlflow-workers", type=int, default=params.serve.workers)
     parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--max-seconds", type=int, default=60, help="limit per measurement")
+    parser.add_argument(
+        "--prediction-log",
+        choices=["on", "off", "both"],
+        default="on",
+        help="serve with the prediction log on, off, or both in turn (its cost)",
+    )
     return parser.parse_args()
 
 
@@ -605,9 +694,15 @@ def measure_servers(
         env["CREDIT_RISK_MODEL_TAG"] = tag = import_model(env)
         bench = Bench(args, env, workdir, bodies, load_generator(args.client, workdir))
         note(f"model {tag}, MLflow run {run_id}, load from {bench.generator.name}")
+        logging = {"on": [True], "off": [False], "both": [True, False]}[args.prediction_log]
         runs = [
-            bench_bento(bench, ServerRun(f"bento w{w} t{t}", w, t), expected[0])
+            bench_bento(
+                bench,
+                ServerRun(f"bento w{w} t{t}{'' if log else ' no-log'}", w, t, log),
+                expected[0],
+            )
             for w, t in itertools.product(args.workers, args.threads)
+            for log in logging
         ]
         peer = ServerRun(f"mlflow w{args.mlflow_workers}", args.mlflow_workers, None)
         peer = bench_mlflow(bench, peer, run_id, expected)
@@ -650,6 +745,7 @@ def main() -> None:
     print_single(runs, peer)
     print_batches(runs, local)
     print_targets(runs, peer, local)
+    print_log_cost(runs)
     chosen = best(runs)
     print_best(chosen)
     write_json(
@@ -667,6 +763,7 @@ def main() -> None:
             "bento": [{**asdict(run), "ratios": ratios(run, peer, local)} for run in runs],
             "mlflow": asdict(peer),
             "best": {"workers": chosen.workers, "threads": chosen.threads},
+            "prediction_log_cost": log_cost(runs),
         },
     )
     print(f"\nfigures written to {RESULTS.relative_to(ROOT)}")

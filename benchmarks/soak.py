@@ -25,6 +25,7 @@ from pathlib import Path
 from _load import Load, load_generator
 from credit_risk.config import load_params
 from credit_risk.files import write_json
+from credit_risk.monitoring.predictions import LOG_VARIABLE
 from credit_risk.serving.api_models import probability_field
 from credit_risk.serving.scorer import ModelFiles, Scorer
 from service import (
@@ -74,6 +75,7 @@ def main() -> None:
             "PYTHONPATH": os.pathsep.join(filter(None, [str(here), os.environ.get("PYTHONPATH")])),
             "BENTOML_HOME": str(workdir / "bentoml"),
             "BENTOML_DO_NOT_TRACK": "true",
+            LOG_VARIABLE: str(workdir / "predictions"),
         }
         env["CREDIT_RISK_MODEL_TAG"] = import_model(env)
         generator = load_generator(args.client, workdir)

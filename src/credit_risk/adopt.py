@@ -308,6 +308,8 @@ def update_params(
     document["train"]["drop_features"] = _flow(list(choices.protected))
     document["tracking"]["experiment"] = name
     document["serve"]["model_name"] = name
+    # The prediction log keeps the protected attributes, so the monitor can check fairness live.
+    document["serve"]["prediction_log"]["keep_attributes"] = _flow(list(choices.protected))
     buffer = io.StringIO()
     yaml.dump(document, buffer)
     return buffer.getvalue()

@@ -273,6 +273,36 @@ class Tracking(Strict):
     experiment: Annotated[str, Field(min_length=1)]
 
 
+class PredictionLog(Strict):
+    """The service's prediction log (credit_risk/monitoring/predictions.py): every scored record
+    with its inputs, for the drift monitor and for outcomes that arrive later."""
+
+    enabled: bool  # false: nothing is logged and /outcomes answers 404
+    folder: Path  # relative to the service's working directory; CREDIT_RISK_PREDICTION_LOG wins
+    retention_days: Annotated[int, Field(ge=1, le=3650)]  # day partitions older than this go
+    max_outcome_age_days: Annotated[int, Field(ge=1, le=3650)]  # outcomes for older scores: 404
+    # Protected attributes (evaluate.protected_attributes) written to the log; the others are
+    # left out of it even when the request gives them.
+    keep_attributes: list[str]
+    fsync: bool  # true: each record survives a power loss too, at a disk flush per request
+
+    @field_validator("keep_attributes")
+    @classmethod
+    def _known_features(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(feature_columns()))
+        if unknown:
+            raise ValueError(f"unknown features {unknown}; features: {feature_columns()}")
+        return value
+
+    @model_validator(mode="after")
+    def _outcomes_within_retention(self) -> PredictionLog:
+        if self.max_outcome_age_days > self.retention_days:
+            raise ValueError(
+                "max_outcome_age_days must not exceed retention_days (the scores are gone)"
+            )
+        return self
+
+
 class Serve(Strict):
     model_name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
     max_batch_size: Annotated[int, Field(ge=1, le=100_000)]
@@ -280,6 +310,48 @@ class Serve(Strict):
     workers: Annotated[int, Field(ge=1, le=64)]
     threads: Annotated[int, Field(ge=1, le=256)]
     timeout_seconds: Annotated[int, Field(ge=1, le=3600)]
+    prediction_log: PredictionLog
+
+
+class MonitorDrift(Strict):
+    """When a feature of the logged inputs counts as drifted from the reference rows.
+
+    Both must hold: the test is significant (Kolmogorov-Smirnov for numeric features,
+    chi-square for categorical ones, p-values adjusted across features by Holm's method) and
+    the effect is large enough (Wasserstein distance over the reference's standard deviation;
+    population stability index). A large window makes trivial shifts significant; the effect
+    size keeps them from raising an alarm.
+    """
+
+    p_value: Annotated[float, Field(gt=0.0, le=0.5)]
+    numeric_effect: Annotated[float, Field(gt=0.0, le=10.0)]
+    categorical_effect: Annotated[float, Field(gt=0.0, le=10.0)]
+    alarm_features: Annotated[int, Field(ge=1)]
+
+
+class MonitorPerformance(Strict):
+    """Live quality, once enough outcomes are known, against the evaluation (paths.metrics)."""
+
+    min_outcomes: Annotated[int, Field(ge=10)]
+    max_roc_auc_drop: Annotated[float, Field(ge=0.0, le=1.0)]
+    max_brier_rise: Annotated[float, Field(ge=0.0, le=1.0)]
+    max_fairness_gap: Annotated[float, Field(gt=0.0, le=1.0)]
+    # Groups with fewer labelled rows are listed, not judged. Larger than the gate's: a live
+    # window's small groups would raise false alarms (a rate from a dozen outcomes is noise).
+    min_group_rows: Annotated[int, Field(ge=1)]
+
+
+class Monitor(Strict):
+    """`make monitor`: the prediction log's recent window against the reference rows."""
+
+    window_days: Annotated[int, Field(ge=1, le=366)]
+    reference: Literal["train", "test", "validated"]  # a key of paths: the rows to compare with
+    report: Path  # the verdict for machines (JSON)
+    html: Path  # the report for people: one self-contained HTML file
+    summary: Path  # the verdict in Markdown (a workflow's issue body)
+    min_rows: Annotated[int, Field(ge=10)]
+    drift: MonitorDrift
+    performance: MonitorPerformance
 
 
 class Params(Strict):
@@ -292,6 +364,7 @@ class Params(Strict):
     gate: Gate
     tracking: Tracking
     serve: Serve
+    monitor: Monitor
 
 
 def load_params(path: Path = DEFAULT_PARAMS) -> Params:

@@ -508,7 +508,7 @@ def render(
     ]
     footer = [
         "---",
-        f"<sub>Written by `make pr-report` for {head[:12]}, against {base.label} at "
+        f"<sub>Written by `make pr-report` for {head}, against {base.label} at "
         f"{str(base.commit)[:12]}. The figures as images, the plot data and the full reports "
         "are in the run's artifact.</sub>",
     ]
@@ -529,7 +529,9 @@ def build(params: Params, base_ref: str, images: bool = False) -> str:
         production = Production(judged=False)
     else:
         production = Production(True, verdict.production_version, verdict.metrics["production"])
-    head = _git("rev-parse", "HEAD").stdout.strip() or "the working tree"
+    head = _git("rev-parse", "--short=12", "HEAD").stdout.strip() or "a commit-less tree"
+    if _git("status", "--porcelain", "--untracked-files=no").stdout.strip():
+        head += " with uncommitted changes (this run's retraining)"
     links = image_links(params) if images else None
     return render(branch, base, production, verdict, why_not, params, head, links)
 

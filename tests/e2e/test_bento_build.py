@@ -44,7 +44,11 @@ def bento(model_tag: str, params) -> Path:
 
 def test_the_bento_carries_its_model_and_settings(bento: Path, model_tag: str, params) -> None:
     info = yaml.safe_load((bento / "bento.yaml").read_text())
-    assert info["args"] == {"model_tag": model_tag, "serve": params.serve.model_dump()}
+    assert info["args"] == {
+        "model_tag": model_tag,
+        "serve": params.serve.model_dump(mode="json"),
+        "protected_attributes": list(params.evaluate.protected_attributes),
+    }
     assert (bento / "src" / "credit_risk" / "contract.yaml").is_file()
     assert (bento / "src" / "credit_risk" / "serving" / "service.py").is_file()
 

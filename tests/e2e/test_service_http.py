@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,7 +16,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.generation.modes import GenerationMode
 
-from credit_risk.schema import contract, example_record
+from credit_risk.monitoring.predictions import logged_features, read_outcomes, read_predictions
+from credit_risk.schema import contract, example_record, outcome_names
 from credit_risk.serving.api_models import probability_field
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,7 +49,15 @@ def post_json(url: str, payload: object) -> tuple[int, dict]:
 
 
 @pytest.fixture(scope="module")
-def server(model_tag: str, local_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def prediction_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The served test model's prediction log (never the repository's)."""
+    return tmp_path_factory.mktemp("predictions")
+
+
+@pytest.fixture(scope="module")
+def server(
+    model_tag: str, local_server, tmp_path_factory: pytest.TempPathFactory, prediction_log: Path
+) -> Iterator[str]:
     """`bentoml serve` of the test model on a free loopback port."""
     command = ["bentoml", "serve", "credit_risk.serving.service:CreditRiskService",
                "--arg", f"model_tag={model_tag}",
@@ -56,6 +66,7 @@ def server(model_tag: str, local_server, tmp_path_factory: pytest.TempPathFactor
     with local_server(
         command, ROOT, log_file, "/readyz",
         CREDIT_RISK_MODEL_TAG=None, CREDIT_RISK_PARAMS=str(ROOT / "params.yaml"),
+        CREDIT_RISK_PREDICTION_LOG=str(prediction_log),
     ) as base:  # fmt: skip
         yield base
 
@@ -178,3 +189,84 @@ def test_fuzzed_requests_never_get_a_server_error(server: str, mode: GenerationM
         call()
     scored = [label for label in sent if label.startswith("POST")]
     assert len(scored) >= 100, f"only {len(scored)} requests reached the scoring endpoints"
+
+
+# --- the prediction log and outcomes -----------------------------------------------------------
+
+
+def scored_id(server: str, path: str, payload: object) -> str:
+    status, headers, _ = request(f"{server}{path}", json.dumps(payload).encode())
+    assert status == 200
+    return headers["x-request-id"]
+
+
+def test_every_scored_record_is_logged_with_its_request_id(
+    server: str, prediction_log: Path, model_tag: str, params
+) -> None:
+    example = example_record()
+    one = scored_id(server, "/score", {ONE: example})
+    batch = scored_id(server, "/score_batch", {MANY: [example, example, example]})
+    explained = scored_id(server, "/explain", {ONE: example})
+    frame = read_predictions(prediction_log)
+    mine = frame[frame["request_id"].isin([one, batch, explained])]
+    assert sorted(zip(mine["request_id"], mine["row"], mine["endpoint"], strict=True)) == sorted(
+        [(one, 0, "score"), (batch, 0, "score_batch"), (batch, 1, "score_batch"),
+         (batch, 2, "score_batch"), (explained, 0, "explain")]
+    )  # fmt: skip
+    assert (mine["model_version"] == model_tag).all()
+    _, body = post_json(f"{server}/score", {ONE: example})
+    assert mine["probability"].round(12).nunique() == 1
+    assert abs(mine["probability"].iloc[0] - body[probability_field()]) < 1e-12
+    assert set(mine["decision"]) == {body["decision"]}
+    settings = params.serve.prediction_log
+    logged = logged_features(params.evaluate.protected_attributes, settings.keep_attributes)
+    features = [c for c in frame.columns if c in example]
+    assert features == logged
+    for name in logged:
+        assert (mine[name] == example[name]).all()
+
+
+def outcomes(server: str, items: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+    return post_json(f"{server}/outcomes", {"outcomes": items})
+
+
+def test_outcomes_are_stored_once_and_all_or_nothing(server: str, prediction_log: Path) -> None:
+    bad, good = outcome_names()[1], outcome_names()[0]
+    one = scored_id(server, "/score", {ONE: example_record()})
+    batch = scored_id(server, "/score_batch", {MANY: [example_record()] * 2})
+    before = len(read_outcomes(prediction_log))
+
+    status, body = outcomes(server, [{"request_id": one, "outcome": bad},
+                                     {"request_id": "no-such-id", "outcome": good}])  # fmt: skip
+    assert status == 404 and "no-such-id" in body["error"]
+    status, body = outcomes(server, [{"request_id": batch, "row": 5, "outcome": bad}])
+    assert status == 404 and "row 5" in body["error"]
+    status, body = outcomes(server, [{"request_id": one, "outcome": "perhaps"}])
+    assert status == 422 and "outcomes.0.outcome" in body["error"]
+    status, body = outcomes(server, [{"request_id": one, "outcome": bad}, {"outcome": bad}])
+    assert status == 422 and "outcomes.1.request_id" in body["error"]
+    assert len(read_outcomes(prediction_log)) == before  # nothing stored by a refusal
+
+    items = [{"request_id": one, "outcome": bad}, {"request_id": batch, "row": 1, "outcome": good}]
+    assert outcomes(server, items) == (200, {"stored": 2})
+    status, body = outcomes(server, [{"request_id": batch, "row": 0, "outcome": good},
+                                     {"request_id": one, "outcome": good}])  # fmt: skip
+    assert status == 409 and one in body["error"]
+    stored = read_outcomes(prediction_log)
+    assert len(stored) == before + 2
+    assert sorted(stored[["request_id", "row", "outcome"]].values.tolist()[-2:]) == sorted(
+        [[one, 0, bad], [batch, 1, good]]
+    )
+
+
+def test_outcomes_find_scores_from_every_worker(server: str, prediction_log: Path, params) -> None:
+    """The service runs several workers, each with a file of its own: an outcome finds a score
+    whichever worker wrote it."""
+    ids = [scored_id(server, "/score", {ONE: example_record()}) for _ in range(40)]
+    writers = {
+        path.name for path in prediction_log.rglob("*.jsonl") if "outcomes" not in path.parts
+    }
+    items = [{"request_id": rid, "outcome": outcome_names()[0]} for rid in ids]
+    assert outcomes(server, items) == (200, {"stored": len(ids)})
+    # 40 requests on fresh connections reach every worker (each has its own file).
+    assert len(writers) >= min(2, params.serve.workers)

@@ -5,6 +5,8 @@ Everything an environment runs keeps its files in its state folder (``.deploy/<n
 
     state.json          what takes traffic: release, replica ports and pids, since, nginx pid
     nginx/              nginx.conf (generated), nginx.pid, error.log, access.log, temp/
+    predictions/        the prediction log of every release (CREDIT_RISK_PREDICTION_LOG)
+    scrape-targets.json the running replicas, for Prometheus (deploy/prometheus/prometheus.yml)
     releases/<id>/      one folder per deploy: the supervisor's spec.json, replicas.json and
                         log, and each replica's log (replica-<n>.log)
 
@@ -67,12 +69,14 @@ from credit_risk.deploy.supervise import (
 from credit_risk.deploy.targets import DeployError, Observed
 from credit_risk.errors import CreditRiskError
 from credit_risk.files import write_json, write_with
+from credit_risk.monitoring.predictions import LOG_VARIABLE
 from credit_risk.serving.bento import pinned_model
 from credit_risk.serving.guard import DRAIN_FACTOR
 
 NGINX_PACKAGE = "nginx-light"  # the Debian/Ubuntu package with everything this target uses
 HOST = "127.0.0.1"
 STATE_FILE = "state.json"
+SCRAPE_TARGETS_FILE = "scrape-targets.json"  # the replicas, for Prometheus (file_sd)
 RELEASE_HEADER = "x-release"  # nginx adds it: the release id of the upstream that answered
 BENTO_HEADER = "x-bento"
 KEPT_RELEASE_FOLDERS = 5  # logs of past deploys kept, besides the running ones
@@ -306,6 +310,14 @@ class Layout:
     def releases(self) -> Path:
         return self.root / "releases"
 
+    @property
+    def predictions(self) -> Path:
+        return self.root / "predictions"
+
+    @property
+    def scrape_targets(self) -> Path:
+        return self.root / SCRAPE_TARGETS_FILE
+
 
 @dataclass(frozen=True)
 class Running:
@@ -450,7 +462,12 @@ class LocalTarget:
         services = [service.name for service in bentoml.bentos.get(release.bento).info.services]
         Spec(
             commands=[serve_command(release.bento, port) for port in ports],
-            env={"BENTOML_CONFIG_OVERRIDES": json.dumps(one_worker(services))},
+            env={
+                "BENTOML_CONFIG_OVERRIDES": json.dumps(one_worker(services)),
+                # Each environment logs its predictions in its own folder, shared by its
+                # replicas and kept across releases (the replicas run in a release's folder).
+                LOG_VARIABLE: str(self.layout.predictions.resolve()),
+            },
             grace_seconds=REPLICA_GRACE_SECONDS,
         ).write(folder)
         env = {
@@ -642,6 +659,20 @@ class LocalTarget:
                 "since": datetime.now(UTC).isoformat(timespec="seconds"),
             },
         )
+        self._scrape_targets(new)
+
+    def _scrape_targets(self, running: Running | None) -> None:
+        """Prometheus's file of targets (deploy/prometheus/prometheus.yml reads it): each
+        replica on its own, since each keeps its own counters and nginx would mix them."""
+        groups = []
+        if running is not None:
+            groups.append(
+                {
+                    "targets": [f"{HOST}:{port}" for port in running.ports],
+                    "labels": {"environment": self.name, "release": running.release_id},
+                }
+            )
+        write_json(self.layout.scrape_targets, groups)
 
     def _drain(self, old_workers: set[int]) -> None:
         """Give the old release drain_seconds, and the old nginx workers time to finish."""
@@ -707,6 +738,7 @@ class LocalTarget:
                 for folder in sorted(self.layout.releases.iterdir()):
                     self._stop_supervisor(folder, None)
             self.layout.state.unlink(missing_ok=True)
+            self._scrape_targets(None)
 
     # --- helpers ---
 

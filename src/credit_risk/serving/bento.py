@@ -14,21 +14,33 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 
 import bentoml
 from bentoml._internal.configuration.containers import BentoMLContainer
 
 from credit_risk.config import Serve, load_params
 from credit_risk.errors import CreditRiskError
+from credit_risk.serving import PROTECTED_ARGUMENT
 from credit_risk.serving.model_store import import_from_pipeline, import_from_registry
 from credit_risk.stage import run
 
 SERVICE_MODULE = "credit_risk.serving.service"  # [tool.bentoml.build] service, in pyproject.toml
 
 
-def build(model_tag: str, settings: Serve) -> str:
-    """Build a bento serving ``model_tag`` with ``settings``; return the bento's tag."""
-    arguments = {"model_tag": model_tag, "serve": settings.model_dump()}
+def build(model_tag: str, settings: Serve, protected: Sequence[str] | None = None) -> str:
+    """Build a bento serving ``model_tag`` with ``settings``; return the bento's tag.
+
+    ``protected``: the protected attributes, which the prediction log leaves out unless
+    ``settings.prediction_log.keep_attributes`` names them (default: ./params.yaml's).
+    """
+    if protected is None:
+        protected = list(load_params().evaluate.protected_attributes)
+    arguments = {
+        "model_tag": model_tag,
+        "serve": settings.model_dump(mode="json"),
+        PROTECTED_ARGUMENT: list(protected),
+    }
     # The service module reads its model tag from the bento arguments when imported, and
     # BentoML keeps a build's arguments for the rest of the process: import the service afresh
     # for this build, and afterwards leave the process as it was (arguments and modules), so
@@ -77,7 +89,7 @@ def main() -> None:
         parser.error("--alias/--version go with --registered-model")
     else:
         stored = import_from_pipeline(params)
-    print(build(str(stored.tag), params.serve))
+    print(build(str(stored.tag), params.serve, list(params.evaluate.protected_attributes)))
 
 
 if __name__ == "__main__":

@@ -83,11 +83,25 @@ async def _send_error(send: Send, status: int, message: str) -> None:
     await _send(send, status, json.dumps({"error": message}).encode(), b"application/json")
 
 
-def corrected_spec(spec: dict[str, Any], info: dict[str, str] | None = None) -> dict[str, Any]:
+def corrected_spec(
+    spec: dict[str, Any],
+    info: dict[str, str] | None = None,
+    responses: dict[str, dict[str, str]] | None = None,
+) -> dict[str, Any]:
     """The OpenAPI document with its own info (replacing BentoML's, whose description links to
-    outside hosts), required request bodies and the real error schema."""
+    outside hosts), required request bodies, the real error schema and the error statuses an
+    endpoint answers besides BentoML's (``responses``: path -> status -> description)."""
     if info:
         spec["info"] = dict(info)
+    for path, statuses in (responses or {}).items():
+        for operation in spec.get("paths", {}).get(path, {}).values():
+            if isinstance(operation, dict):
+                answers = operation.setdefault("responses", {})
+                for status, description in statuses.items():
+                    answers[status] = {
+                        "description": description,
+                        "content": {"application/json": {"schema": ERROR_SCHEMA}},
+                    }
     schemas = spec.get("components", {}).get("schemas", {})
     for name in ERROR_SCHEMAS:
         if name in schemas:
@@ -121,12 +135,14 @@ class RequestGuard:
         model_version: str = "",
         docs_page: str = "",
         spec_info: dict[str, str] | None = None,
+        responses: dict[str, dict[str, str]] | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.model_version = model_version
         self.docs_page = docs_page.encode()
         self.spec_info = spec_info
+        self.responses = responses
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -239,7 +255,8 @@ class RequestGuard:
                 return
             body = b"".join(chunks)
             if start.get("status") == 200:
-                body = json.dumps(corrected_spec(json.loads(body), self.spec_info)).encode()
+                spec = corrected_spec(json.loads(body), self.spec_info, self.responses)
+                body = json.dumps(spec).encode()
             headers = [
                 (k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"
             ]

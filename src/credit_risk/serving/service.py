@@ -19,16 +19,26 @@ import logging
 import os
 import threading
 import time
+from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
 from credit_risk.config import Serve, load_params
 from credit_risk.errors import ConfigError
-from credit_risk.schema import contract, example_record, feature_columns
-from credit_risk.serving import MODEL_TAG_VARIABLE, PARAMS_VARIABLE
+from credit_risk.monitoring.predictions import (
+    OutcomeError,
+    PredictionWriter,
+    delete_expired,
+    log_folder,
+    logged_features,
+    parse_outcomes,
+    record_outcomes,
+)
+from credit_risk.schema import contract, example_record, feature_columns, outcome_names
+from credit_risk.serving import MODEL_TAG_VARIABLE, PARAMS_VARIABLE, PROTECTED_ARGUMENT
 from credit_risk.serving.api_models import (
     Contribution,
     as_row,
@@ -62,8 +72,9 @@ class RejectedRequestFilter(logging.Filter):
 logging.getLogger("bentoml._internal.server.http_app").addFilter(RejectedRequestFilter())
 
 
-def _release() -> tuple[str, Serve]:
-    """The model to serve and the settings: the bento's arguments, else the development ones."""
+def _release() -> tuple[str, Serve, list[str]]:
+    """The model to serve, the settings and the protected attributes (evaluate's): the bento's
+    arguments, else the development ones."""
     given = vars(bentoml.use_arguments())
     tag = str(given.get("model_tag") or os.environ.get(MODEL_TAG_VARIABLE, "")).strip()
     if not tag or tag.endswith(":latest") or ":" not in tag:
@@ -73,11 +84,14 @@ def _release() -> tuple[str, Serve]:
             "--from-pipeline` prints it, and a bento built by `make bento` carries it"
         )
     if given.get("serve") is not None:
-        return tag, Serve.model_validate(given["serve"])
-    return tag, load_params(Path(os.environ.get(PARAMS_VARIABLE, "params.yaml"))).serve
+        if given.get(PROTECTED_ARGUMENT) is None:
+            raise ConfigError(f"the bento carries no {PROTECTED_ARGUMENT}: build it again")
+        return tag, Serve.model_validate(given["serve"]), list(given[PROTECTED_ARGUMENT])
+    params = load_params(Path(os.environ.get(PARAMS_VARIABLE, "params.yaml")))
+    return tag, params.serve, list(params.evaluate.protected_attributes)
 
 
-MODEL_TAG, SETTINGS = _release()
+MODEL_TAG, SETTINGS, PROTECTED = _release()
 # BentoML's request timeout would keep every finished request alive for the whole timeout.
 install_request_timeout(MODEL_TAG)
 # The request model follows the served model: contract features it does not use are optional.
@@ -95,6 +109,13 @@ EXAMPLE = example_record()
 ENTITY, ENTITIES = contract().entity, contract().entity_plural
 # The log line counts the records that got the decision at or above the threshold, by its word.
 SCORER_POSITIVE_KEY = contract().decisions.at_or_above_threshold
+# The prediction log's columns: the features, less the protected attributes it does not keep.
+LOGGED = logged_features(PROTECTED, SETTINGS.prediction_log.keep_attributes)
+OUTCOME_WORDS = sorted(outcome_names().values())
+OUTCOMES_EXAMPLE = [
+    {"request_id": "4f2a9c1e0b7d3a55", "outcome": OUTCOME_WORDS[0]},
+    {"request_id": "9d1e6b2f4c8a0e17", "row": 3, "outcome": OUTCOME_WORDS[-1]},
+]
 
 
 class ScoreRequest(bentoml.IODescriptor):
@@ -105,6 +126,38 @@ class ScoreRequest(bentoml.IODescriptor):
 class BatchRequest(bentoml.IODescriptor):
     model_config = ConfigDict(extra="forbid")
     records: Batch = Field(alias=ENTITIES)
+
+
+# The documented item; the service checks items itself (parse_outcomes), so that a bad one is
+# a 422 naming its field rather than BentoML's 400.
+OUTCOME_SCHEMA = {
+    "type": "object",
+    "required": ["request_id", "outcome"],
+    "additionalProperties": False,
+    "properties": {
+        "request_id": {"type": "string", "minLength": 1, "description": "The score's X-Request-ID"},
+        "row": {"type": "integer", "minimum": 0, "default": 0, "description": "Place in a batch"},
+        "outcome": {"type": "string", "enum": OUTCOME_WORDS},
+    },
+}
+OUTCOME_RESPONSES = {
+    "404": "A score not in the prediction log (or older than max_outcome_age_days); none stored",
+    "409": "A score that has an outcome already, or named twice; none stored",
+    "422": "An item's field is missing or wrong (the error names it); none stored",
+}
+
+
+class OutcomesRequest(bentoml.IODescriptor):
+    outcomes: Annotated[
+        list[dict[str, Any]],
+        WithJsonSchema({"type": "array", "minItems": 1, "items": OUTCOME_SCHEMA}),
+    ] = Field(
+        min_length=1,
+        description="What happened to scored records: each names a score by `request_id` (its "
+        "X-Request-ID) and, for a /score_batch request, `row` (the record's place, from 0), "
+        f"and gives `outcome`: one of {OUTCOME_WORDS}. All are stored, or none.",
+        examples=[OUTCOMES_EXAMPLE],
+    )
 
 
 @bentoml.service(
@@ -122,12 +175,26 @@ class CreditRiskService:
         self.scorer: Scorer | None = None
         self.failure: str | None = None
         self._attempted = threading.Event()
+        self.log_settings = SETTINGS.prediction_log
+        self.log_folder = log_folder(self.log_settings)
+        self.predictions: PredictionWriter | None = None
+        if self.log_settings.enabled:
+            self.predictions = PredictionWriter(
+                self.log_folder,
+                LOGGED,
+                fsync=self.log_settings.fsync,
+                retention_days=self.log_settings.retention_days,
+            )
         # Load and warm up off the start-up path: /readyz answers 503 (not a hang) meanwhile,
         # and a model that fails to load leaves the service alive but never ready.
         threading.Thread(target=self._load, name="load-model", daemon=True).start()
 
     def _load(self) -> None:
         started = time.perf_counter()
+        if self.predictions is not None:  # retention, also when no request comes today
+            gone = delete_expired(self.log_folder, self.log_settings.retention_days)
+            if gone:
+                log.info(json.dumps({"event": "prediction_log_expired", "days": len(gone)}))
         try:
             scorer = Scorer.load(ModelFiles.in_folder(Path(self.model.path)))
             scorer.score([EXAMPLE])
@@ -164,8 +231,11 @@ class CreditRiskService:
         probabilities = scorer.score(rows)
         decisions = scorer.decisions(probabilities)
         record_scores(endpoint, self.model_version, probabilities, decisions)
+        request_id = str(ctx.request.headers.get(REQUEST_ID_HEADER))
+        if self.predictions is not None:
+            self._log_predictions(request_id, endpoint, rows, probabilities, decisions)
         positive = decisions.count(scorer.positive_decision)
-        self._record(endpoint, ctx, started, len(rows), positive)
+        self._record(endpoint, request_id, started, len(rows), positive)
         return [
             Score(
                 **{PROBABILITY: float(p)},
@@ -176,13 +246,35 @@ class CreditRiskService:
             for p, d in zip(probabilities, decisions, strict=True)
         ]
 
+    def _log_predictions(
+        self,
+        request_id: str,
+        endpoint: str,
+        rows: list[dict[str, Any]],
+        probabilities: Any,
+        decisions: list[str],
+    ) -> None:
+        """Every scored record to the prediction log, before the answer goes out: a score that
+        cannot be logged is not given (an unlogged decision could not be traced)."""
+        assert self.predictions is not None
+        try:
+            self.predictions.write(
+                request_id, endpoint, self.model_version, rows, probabilities, decisions
+            )
+        except OSError as problem:
+            failed = {"event": "prediction_log_failed", "request_id": request_id}
+            log.error(json.dumps({**failed, "error": f"{type(problem).__name__}: {problem}"}))
+            raise bentoml.exceptions.ServiceUnavailable(
+                "the prediction log cannot be written"
+            ) from None
+
     def _record(
-        self, endpoint: str, ctx: bentoml.Context, started: float, rows: int, positive: int
+        self, endpoint: str, request_id: str, started: float, rows: int, positive: int
     ) -> None:
         """A structured log line per request (the guard gave it its id and response headers)."""
         entry = {
             "event": endpoint,
-            "request_id": ctx.request.headers.get(REQUEST_ID_HEADER),
+            "request_id": request_id,
             "model": self.model_version,
             "rows": rows,
             SCORER_POSITIVE_KEY: positive,
@@ -222,6 +314,25 @@ class CreditRiskService:
             method=explanation.method,
         )
 
+    @bentoml.api(route="/outcomes", input_spec=OutcomesRequest)
+    def outcomes(self, outcomes: list[dict[str, Any]], ctx: bentoml.Context) -> dict[str, Any]:
+        """Store what happened to scored records, all or none: 200 {"stored": n}; 404 names a
+        score not in the log (or older than serve.prediction_log.max_outcome_age_days), 409 one
+        that has an outcome already, 422 a bad item's field."""
+        request_id = ctx.request.headers.get(REQUEST_ID_HEADER)
+        if not self.log_settings.enabled:
+            ctx.response.status_code = HTTPStatus.NOT_FOUND
+            return {"error": "this service keeps no prediction log (serve.prediction_log)"}
+        try:
+            stored = record_outcomes(
+                self.log_folder, parse_outcomes(outcomes), self.log_settings.max_outcome_age_days
+            )
+        except OutcomeError as refused:
+            ctx.response.status_code = refused.status
+            return {"error": str(refused)}
+        log.info(json.dumps({"event": "outcomes", "request_id": request_id, "stored": stored}))
+        return {"stored": stored}
+
 
 CreditRiskService.add_asgi_middleware(  # type: ignore[attr-defined]
     RequestGuard,
@@ -229,4 +340,5 @@ CreditRiskService.add_asgi_middleware(  # type: ignore[attr-defined]
     model_version=MODEL_TAG,
     docs_page=docs_page(MODEL_TAG, SETTINGS, set(_USED), float(_STORED["decision_threshold"])),
     spec_info=spec_info(MODEL_TAG, SETTINGS),
+    responses={"/outcomes": OUTCOME_RESPONSES},
 )
