@@ -19,6 +19,7 @@ LOCK_FLAGS := --python-version 3.11 --generate-hashes --no-header --no-annotate 
 .PHONY: test-slow lint-workflows
 .PHONY: monitor bench-monitor
 .PHONY: outcomes prune-predictions prometheus
+.PHONY: act act-pr act-deploy act-stop
 
 help: ## Show this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,12 +47,12 @@ test-slow: setup ## Run only the slow end-to-end tests (they start PostgreSQL an
 	$(PYTHON) -m pytest -m slow
 
 lint: setup ## Check style and formatting with ruff
-	ruff check src tests benchmarks .github/scripts
-	ruff format --check src tests benchmarks .github/scripts
+	ruff check src tests benchmarks .github/scripts $(ACT_PYTHON)
+	ruff format --check src tests benchmarks .github/scripts $(ACT_PYTHON)
 
 format: setup ## Fix what ruff can fix and format the code
-	ruff check --fix src tests benchmarks .github/scripts
-	ruff format src tests benchmarks .github/scripts
+	ruff check --fix src tests benchmarks .github/scripts $(ACT_PYTHON)
+	ruff format src tests benchmarks .github/scripts $(ACT_PYTHON)
 
 typecheck: setup ## Type-check the package with mypy
 	mypy
@@ -165,3 +166,19 @@ lock: ## Re-resolve requirements*.lock after editing dependencies in pyproject.t
 
 clean: ## Remove caches and the virtual environment (data, models and runs stay)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# Running the workflows here with act (.github/act/: the runner, event fixtures, stand-ins).
+ACT_PYTHON := .github/act .github/act/standins/bin/gh .github/act/standins/setup-cml/bin/cml
+ACT_ARGS ?=
+
+act: setup registry-up ## Run the workflows here with act: a pull request, then its merge (see .github/act)
+	python .github/act/run.py all $(ACT_ARGS)
+
+act-pr: setup registry-up ## With act: checks and train-report for a pull request changing a param
+	python .github/act/run.py pr $(ACT_ARGS)
+
+act-deploy: setup registry-up ## With act: the deploy workflow for the merge of make act-pr's pull request
+	python .github/act/run.py deploy $(ACT_ARGS)
+
+act-stop: setup ## Stop what make act left serving (staging on the port it printed)
+	python .github/act/run.py stop $(ACT_ARGS)

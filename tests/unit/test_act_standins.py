@@ -1,0 +1,150 @@
+"""The local act runs' stand-ins (.github/act/standins): one for every action the workflows pin,
+accepting what the workflows pass, and doing their job: artifacts laid out as the real ones,
+cml and gh calls recorded, gh refusing a pull request whose branch is not on origin."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+STANDINS = ROOT / ".github" / "act" / "standins"
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+
+
+def runner() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("act_run", ROOT / ".github" / "act" / "run.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_pinned_action_has_a_stand_in_that_takes_its_inputs() -> None:
+    module = runner()
+    pinned = module.pinned_actions()
+    assert {action for action, _ in pinned} == set(module.STANDIN_FOR)
+    for workflow in WORKFLOWS:
+        for job in yaml.safe_load(workflow.read_text())["jobs"].values():
+            for step in job["steps"]:
+                if "uses" not in step:
+                    continue
+                action = step["uses"].partition("@")[0]
+                folder = STANDINS / module.STANDIN_FOR[action]
+                declared = yaml.safe_load((folder / "action.yml").read_text())
+                assert "stand-in" in declared["name"], folder
+                missing = set(step.get("with", {})) - set(declared.get("inputs", {}))
+                assert not missing, f"{workflow.name}: {action} stand-in lacks inputs {missing}"
+    flags = module.local_repository_flags()
+    assert len(flags) == len(pinned)
+    assert all(flag.startswith("--local-repository=") and "@" in flag for flag in flags)
+
+
+def test_the_pull_request_change_doubles_one_param_and_keeps_the_rest(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    original = (ROOT / "params.yaml").read_text()
+    params.write_text(original)
+    change = runner().change_regularisation(params)
+    before, after = yaml.safe_load(original), yaml.safe_load(params.read_text())
+    old = before["train"]["logistic_regression"]["C"]
+    assert after["train"]["logistic_regression"]["C"] == pytest.approx(old * 2)
+    after["train"]["logistic_regression"]["C"] = old
+    assert after == before
+    assert change == f"train.logistic_regression.C: {old} -> {round(old * 2, 6)}"
+    changed_lines = set(params.read_text().splitlines()) ^ set(original.splitlines())
+    assert len(changed_lines) == 2  # one line out, one in: comments and layout kept
+
+
+def action_step(script: Path, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(script)], cwd=cwd, env={**os.environ, **env},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+def test_artifacts_round_trip_with_the_real_layout(tmp_path: Path) -> None:
+    workspace, store, elsewhere = tmp_path / "job1", tmp_path / "store", tmp_path / "job2"
+    (workspace / "reports" / "figures").mkdir(parents=True)
+    (workspace / "dvc.lock").write_text("lock")
+    (workspace / "reports" / "gate.md").write_text("gate")
+    (workspace / "reports" / "figures" / "roc.png").write_bytes(b"png")
+    (workspace / "reports" / ".hidden").write_text("not uploaded by default")
+    common = {"ACT_STANDIN_ARTIFACTS": str(store), "GITHUB_RUN_ID": "7", "NAME": "report"}
+    upload = {
+        **common, "GITHUB_WORKSPACE": str(workspace), "PATHS": "dvc.lock\nreports/\n",
+        "IF_NO_FILES_FOUND": "error", "INCLUDE_HIDDEN": "false", "OVERWRITE": "false",
+    }  # fmt: skip
+    done = action_step(STANDINS / "upload-artifact" / "upload.py", upload, workspace)
+    assert done.returncode == 0, done.stdout + done.stderr
+    again = action_step(STANDINS / "upload-artifact" / "upload.py", upload, workspace)
+    assert again.returncode == 1 and "exists in this run" in again.stdout
+    elsewhere.mkdir()
+    download = {**common, "GITHUB_WORKSPACE": str(elsewhere), "TARGET": ""}
+    done = action_step(STANDINS / "download-artifact" / "download.py", download, elsewhere)
+    assert done.returncode == 0, done.stdout + done.stderr
+    got = sorted(
+        str(path.relative_to(elsewhere)) for path in elsewhere.rglob("*") if path.is_file()
+    )
+    assert got == ["dvc.lock", "reports/figures/roc.png", "reports/gate.md"]
+    missing = action_step(STANDINS / "download-artifact" / "download.py",
+                          {**download, "NAME": "nope"}, elsewhere)  # fmt: skip
+    assert missing.returncode == 1 and "Artifact not found for name: nope" in missing.stdout
+    empty = {**upload, "NAME": "none", "PATHS": "no-such-file"}
+    nothing = action_step(STANDINS / "upload-artifact" / "upload.py", empty, workspace)
+    assert nothing.returncode == 1 and "No files were found" in nothing.stdout
+
+
+def test_the_cml_stand_in_records_the_call_and_the_report(tmp_path: Path) -> None:
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "pr-report.md").write_text("## Model report\n")
+    record = tmp_path / "record"
+    env = {**os.environ, "CML_STANDIN_DIR": str(record), "CML_STANDIN_VERSION": "0.20.6"}
+    argv = ["comment", "update", "--no-publish", "--target=pr/3", "reports/pr-report.md"]
+    cml = str(STANDINS / "setup-cml" / "bin" / "cml")
+    done = subprocess.run([cml, *argv], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    (call,) = [json.loads(line) for line in (record / "calls.jsonl").read_text().splitlines()]
+    assert call["argv"] == argv and call["version"] == "0.20.6"
+    assert (record / call["files"]["reports/pr-report.md"]).read_text() == "## Model report\n"
+    gone = subprocess.run([cml, "comment", "update", "nope.md"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)  # fmt: skip
+    assert gone.returncode == 1 and "nope.md" in gone.stderr
+
+
+def test_the_gh_stand_in_opens_only_what_origin_has(tmp_path: Path) -> None:
+    origin, clone = tmp_path / "origin.git", tmp_path / "clone"
+    identity = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+                "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}  # fmt: skip
+    env = {**os.environ, **identity, "GH_STANDIN_DIR": str(tmp_path / "record")}
+    for command, cwd in (
+        (["git", "init", "-q", "--bare", str(origin)], tmp_path),
+        (["git", "clone", "-q", str(origin), str(clone)], tmp_path),
+        (["git", "commit", "-q", "--allow-empty", "-m", "promote"], clone),
+        (["git", "push", "-q", "origin", "HEAD:refs/heads/promote/x"], clone),
+    ):
+        subprocess.run(command, cwd=cwd, env=env, check=True, capture_output=True)
+    (tmp_path / "body.md").write_text("the gate report")
+    gh = str(STANDINS / "bin" / "gh")
+
+    def call(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([gh, *args], cwd=clone, env=env, capture_output=True, text=True)
+
+    assert call("auth", "setup-git").returncode == 0
+    create = ["pr", "create", "--base", "main", "--title", "Promote x", "--body-file",
+              str(tmp_path / "body.md")]  # fmt: skip
+    refused = call(*create, "--head", "promote/not-pushed")
+    assert refused.returncode == 1 and "no branch promote/not-pushed" in refused.stderr
+    assert call(*create, "--head", "promote/x").returncode == 0
+    (opened,) = [json.loads(line) for line in (tmp_path / "record" / "calls.jsonl").open()]
+    assert (opened["head"], opened["base"], opened["body"]) == ("promote/x", "main",
+                                                                "the gate report")  # fmt: skip
+    assert call("pr", "merge", "1").returncode == 1
