@@ -34,8 +34,8 @@ $(VENV)/.installed: requirements.lock requirements-bootstrap.lock pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(PYTHON) --no-deps --no-build-isolation -e .
 	touch $@
 
-repro: setup ## Run the whole pipeline (dvc repro) on the settings in params.yaml
-	dvc repro
+repro: setup ## Run the whole pipeline (dvc repro) on params.yaml; PULL=true first takes what the remote has
+	dvc repro $(if $(filter true 1,$(PULL)),--pull)
 
 test: setup lint typecheck ## Lint, type-check and run every test, end-to-end ones included
 	$(PYTHON) -m pytest
