@@ -353,10 +353,15 @@ def precision_on_grid(curve: pd.DataFrame) -> list[float]:
 
 
 def mermaid_chart(
-    title: str, x_axis: str, y_axis: str, series: list[tuple[str, str, list[float]]]
+    title: str,
+    x_axis: str,
+    y_axis: str,
+    series: list[tuple[str, str, list[float]]],
+    x_values: str = "0 --> 1",
 ) -> list[str]:
     """A Mermaid line chart (GitHub draws it in the comment). ``series``: label, colour, y values
-    at evenly spaced x from 0 to 1. The labels go under the chart: Mermaid draws no legend."""
+    at evenly spaced x over ``x_values`` (a range, or a list of category labels). The labels go
+    under the chart: Mermaid draws no legend."""
     palette = ", ".join(colour for _, colour, _ in series)
     lines = [
         "```mermaid",
@@ -368,7 +373,7 @@ def mermaid_chart(
         "---",
         "xychart-beta",
         f'  title "{title}"',
-        f'  x-axis "{x_axis}" 0 --> 1',
+        f'  x-axis "{x_axis}" {x_values}',
         f'  y-axis "{y_axis}" 0 --> 1',
     ]
     lines += [f"  line [{', '.join(f'{value:.3f}' for value in values)}]" for *_, values in series]
@@ -411,24 +416,17 @@ def calibration_chart(calibration: pd.DataFrame) -> list[str]:
     predicted = calibration["mean_predicted"].to_numpy()
     observed = calibration["observed_share"].to_numpy()
     labels = ", ".join(f'"{value:.2f}"' for value in predicted)
-    palette = f"{BRANCH_COLOUR}, {REFERENCE_COLOUR}"
-    return [
-        "```mermaid",
-        "---",
-        "config:",
-        "  themeVariables:",
-        "    xyChart:",
-        f'      plotColorPalette: "{palette}"',
-        "---",
-        "xychart-beta",
-        '  title "Calibration: observed share per score bin"',
-        f'  x-axis "mean predicted probability of the bin" [{labels}]',
-        '  y-axis "observed share" 0 --> 1',
-        f"  line [{', '.join(f'{value:.3f}' for value in observed)}]",
-        f"  line [{', '.join(f'{value:.3f}' for value in predicted)}]",
-        "```",
-        "<sub>blue: this branch · yellow: perfect calibration (observed = predicted)</sub>",
+    series = [
+        ("this branch", BRANCH_COLOUR, list(observed)),
+        ("perfect calibration (observed = predicted)", REFERENCE_COLOUR, list(predicted)),
     ]
+    return mermaid_chart(
+        "Calibration: observed share per score bin",
+        "mean predicted probability of the bin",
+        "observed share",
+        series,
+        x_values=f"[{labels}]",
+    )
 
 
 def confusion_table(branch: pd.DataFrame, base_rows: pd.DataFrame | None, base: Side) -> list[str]:
