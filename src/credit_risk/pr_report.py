@@ -160,9 +160,8 @@ def read_side(label: str, commit: str | None, params: Params) -> Side:
         # The base may keep its reports elsewhere: read them where its own params say.
         recorded = (yaml.safe_load(settings) or {}).get("paths")
         if isinstance(recorded, dict):
-            known = {
-                key: Path(value) for key, value in recorded.items() if key in paths.model_fields
-            }
+            fields = type(paths).model_fields
+            known = {key: Path(value) for key, value in recorded.items() if key in fields}
             paths = paths.model_copy(update=known)
     return Side(
         label=label,
