@@ -79,8 +79,8 @@ serve-bento: setup ## Serve a built bento: make serve-bento BENTO=credit-risk:<v
 gate: setup ## Judge the pipeline's model by params.yaml's gate: rules (exits 1 if one fails)
 	python -m credit_risk.gate.check
 
-monitor: setup ## Logged predictions vs training rows: drift, live quality (exits 1 on an alarm)
-	python -m credit_risk.monitoring.job $(if $(LOG),--log "$(LOG)") \
+monitor: setup ## Logged predictions vs training rows: drift, live quality (exits 1 on an alarm) [ENV= LOG= SINCE= UNTIL=]
+	python -m credit_risk.monitoring.job $(if $(LOG),--log "$(LOG)") $(if $(ENV),--env "$(ENV)") \
 		$(if $(SINCE),--since "$(SINCE)") $(if $(UNTIL),--until "$(UNTIL)")
 
 bench-monitor: setup ## Time make monitor on 1M logged predictions, against 100k in the same run

@@ -1,8 +1,9 @@
 """`make monitor`: the prediction log's last window against the rows the model learned from.
 
-    python -m credit_risk.monitoring.job [--log DIR] [--since WHEN] [--until WHEN]
+    python -m credit_risk.monitoring.job [--log DIR | --env NAME] [--since WHEN] [--until WHEN]
 
-It reads the predictions logged in the window (``monitor.window_days`` up to now, or
+--env names an environment served by the local target (deploy/<name>.yaml): its releases log
+to .deploy/<name>/predictions/. It reads the predictions logged in the window (``monitor.window_days`` up to now, or
 --since/--until, UTC) and every outcome, compares each feature with the reference rows
 (``paths.<monitor.reference>``), measures live quality where outcomes are known, and writes
 three files (``monitor.report``, ``monitor.html``, ``monitor.summary``). It exits 0 when nothing
@@ -145,8 +146,12 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Compare the logged predictions of a window with the training rows; "
         "exit 1 when the alarm is raised.",
     )
-    parser.add_argument(
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
         "--log", type=Path, help="the prediction log's folder (default: serve.prediction_log)"
+    )
+    where.add_argument(
+        "--env", help="the log of this environment on the local target (deploy/<env>.yaml)"
     )
     parser.add_argument("--since", type=_when, help="window start, ISO date or time, UTC")
     parser.add_argument("--until", type=_when, help="window end (exclusive; default: now)")
@@ -171,12 +176,39 @@ def _json(path: Path) -> dict[str, Any] | None:
     return found
 
 
+def environment_log(name: str) -> Path:
+    """The prediction log of environment ``name``, which the local target serves."""
+    from credit_risk.deploy.environments import load_environment
+    from credit_risk.deploy.local import Layout
+    from credit_risk.deploy.targets import RUNTIME_DIR
+
+    environment = load_environment(name)
+    if environment.target != "local":
+        raise ConfigError(
+            f"environment {name!r} runs on the {environment.target} target: its prediction log "
+            "is on that target's volume; copy the days to judge here and pass --log (LOG=)"
+        )
+    folder = Layout(RUNTIME_DIR / name).predictions
+    if not folder.is_dir():
+        raise ConfigError(
+            f"{folder}: environment {name!r} has logged nothing here: is it deployed "
+            f"(make deploy ENV={name}) and is serve.prediction_log.enabled true?"
+        )
+    return folder
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = _arguments(argv)
     params = load_params()
-    folder = args.log or log_folder(params.serve.prediction_log)
+    if args.env:
+        folder = environment_log(args.env)
+        log_name = f"environment {args.env}: {folder}"
+    else:
+        folder = args.log or log_folder(params.serve.prediction_log)
     if not folder.is_dir():
         raise ConfigError(f"{folder}: no prediction log here (--log, or serve.prediction_log)")
+    if not args.env:
+        log_name = str(folder)
     window = window_of(args.since, args.until, params.monitor.window_days)
     predictions = read_predictions(folder, *window)
     outcomes = read_outcomes(folder)
@@ -187,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         info["decision_threshold"] if info else params.train.decision_threshold
     )  # the threshold the evaluation used, so live and evaluation metrics compare
     verdict = monitor(
-        params, predictions, outcomes, reference, baseline, threshold, window, str(folder)
+        params, predictions, outcomes, reference, baseline, threshold, window, log_name
     )
     settings = params.monitor
     report.write(verdict, reference, predictions, settings.report, settings.html, settings.summary)

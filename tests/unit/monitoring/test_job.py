@@ -142,6 +142,32 @@ def test_the_log_folder_comes_from_params_by_default(workspace, params, model, s
     assert verdict["rows"] == 300 and verdict["log"] == str(params.serve.prediction_log.folder)
 
 
+def test_an_environment_on_the_local_target_is_judged_from_its_own_log(
+    workspace, params, model, source
+) -> None:
+    """--env reads .deploy/<env>/predictions/, where the local target's releases log."""
+    (workspace / "deploy").mkdir()
+    for name in ("staging", "production"):
+        text = (ROOT / "deploy" / f"{name}.yaml").read_text()
+        target = "kubernetes" if name == "production" else "local"
+        text = re.sub(r"(?m)^target: \w+", f"target: {target}", text)
+        (workspace / "deploy" / f"{name}.yaml").write_text(text)
+    with pytest.raises(ConfigError, match="is it deployed"):
+        job.main(["--env", "staging"])
+    folder = workspace / ".deploy" / "staging" / "predictions"
+    log_rows(folder, params, model, source, 300, seed=37, end=datetime.now(UTC))
+    job.main(["--env", "staging"])
+    verdict, _, _ = reports(params)
+    assert verdict["rows"] == 300 and verdict["log"].startswith("environment staging")
+    with pytest.raises(ConfigError, match="kubernetes target"):
+        job.main(["--env", "production"])
+    with pytest.raises(ConfigError, match="unknown environment 'prod'"):
+        job.main(["--env", "prod"])
+    with pytest.raises(SystemExit) as stop:  # one log at a time
+        job.main(["--env", "staging", "--log", str(folder)])
+    assert stop.value.code == 2
+
+
 def test_a_missing_log_or_a_backward_window_is_a_clear_error(workspace) -> None:
     with pytest.raises(ConfigError, match="no prediction log"):
         job.main(["--log", str(workspace / "nowhere")])
