@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from credit_risk.config import DEFAULT_PARAMS
@@ -42,6 +41,7 @@ from credit_risk.files import write_with
 from credit_risk.schema import CONTRACT_FILE, ColumnRule, Contract, Value
 from credit_risk.stage import run
 from credit_risk.validate import BOOLEAN_WORDS, HEADER_LINES, read_csv, validate
+from credit_risk.yamlfile import round_trip_yaml
 
 log = logging.getLogger("credit_risk.adopt")
 
@@ -285,12 +285,7 @@ def update_params(
     path: Path, terms: Contract, frame: pd.DataFrame, choices: Choices, data_file: Path, name: str
 ) -> str:
     """params.yaml with the new source, protected attributes and names; comments kept."""
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    yaml.width = 100
-    yaml.representer.add_representer(
-        type(None), lambda dumper, _: dumper.represent_scalar("tag:yaml.org,2002:null", "null")
-    )
+    yaml = round_trip_yaml()
     document = yaml.load(path.read_text(encoding="utf-8"))
     document["ingest"]["source"] = "file"
     document["ingest"]["file"] = data_file.as_posix()

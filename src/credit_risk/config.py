@@ -341,6 +341,14 @@ class MonitorPerformance(Strict):
     min_group_rows: Annotated[int, Field(ge=1)]
 
 
+class MonitorRetrain(Strict):
+    """`make retrain-data`: a window's labelled predictions, appended to the rows the model
+    learned from, become the next training source."""
+
+    folder: Path  # where each new source and its record go (the data files tracked by DVC)
+    min_rows: Annotated[int, Field(ge=1)]  # fewer labelled predictions: nothing is written
+
+
 class Monitor(Strict):
     """`make monitor`: the prediction log's recent window against the reference rows."""
 
@@ -352,6 +360,7 @@ class Monitor(Strict):
     min_rows: Annotated[int, Field(ge=10)]
     drift: MonitorDrift
     performance: MonitorPerformance
+    retrain: MonitorRetrain
 
 
 class Params(Strict):

@@ -9,6 +9,7 @@ from typing import TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from ruamel.yaml import YAML
 
 from credit_risk.errors import ConfigError
 
@@ -54,3 +55,15 @@ def format_validation_error(exc: ValidationError) -> str:
         )
         lines.append(f"  - {key}: {message}{given}")
     return "\n".join(lines)
+
+
+def round_trip_yaml() -> YAML:
+    """A YAML reader and writer that keeps a file's comments, quotes and key order, and writes
+    null as ``null``: for the commands that edit params.yaml (adopt, retrain-data)."""
+    yaml_io = YAML()
+    yaml_io.preserve_quotes = True
+    yaml_io.width = 100
+    yaml_io.representer.add_representer(
+        type(None), lambda dumper, _: dumper.represent_scalar("tag:yaml.org,2002:null", "null")
+    )
+    return yaml_io

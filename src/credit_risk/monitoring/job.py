@@ -3,9 +3,10 @@
     python -m credit_risk.monitoring.job [--log DIR | --env NAME] [--since WHEN] [--until WHEN]
 
 --env names an environment served by the local target (deploy/<name>.yaml): its releases log
-to .deploy/<name>/predictions/. It reads the predictions logged in the window (``monitor.window_days`` up to now, or
---since/--until, UTC) and every outcome, compares each feature with the reference rows
-(``paths.<monitor.reference>``), measures live quality where outcomes are known, and writes
+to .deploy/<name>/predictions/. It reads the predictions logged in the window
+(``monitor.window_days`` up to now, or --since/--until, UTC) and every outcome, compares each
+feature with the reference rows (``paths.<monitor.reference>``), measures live quality where
+outcomes are known, and writes
 three files (``monitor.report``, ``monitor.html``, ``monitor.summary``). It exits 0 when nothing
 is wrong, and 1 naming the reasons when the alarm is raised, as `make gate` does when it blocks;
 a job that fails (an unreadable log, bad settings) also exits 1, but writes no report, so a
@@ -140,12 +141,8 @@ def _when(text: str) -> datetime:
     return stamp.to_pydatetime()
 
 
-def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m credit_risk.monitoring.job",
-        description="Compare the logged predictions of a window with the training rows; "
-        "exit 1 when the alarm is raised.",
-    )
+def add_window_arguments(parser: argparse.ArgumentParser) -> None:
+    """--log or --env (which prediction log), --since and --until (which window of it)."""
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
         "--log", type=Path, help="the prediction log's folder (default: serve.prediction_log)"
@@ -155,6 +152,15 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--since", type=_when, help="window start, ISO date or time, UTC")
     parser.add_argument("--until", type=_when, help="window end (exclusive; default: now)")
+
+
+def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m credit_risk.monitoring.job",
+        description="Compare the logged predictions of a window with the training rows; "
+        "exit 1 when the alarm is raised.",
+    )
+    add_window_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -197,18 +203,21 @@ def environment_log(name: str) -> Path:
     return folder
 
 
+def chosen_log(args: argparse.Namespace, params: Params) -> tuple[Path, str]:
+    """The prediction log's folder that --log/--env chose (default: params), and its name."""
+    if args.env:
+        folder = environment_log(args.env)
+        return folder, f"environment {args.env}: {folder}"
+    folder = args.log or log_folder(params.serve.prediction_log)
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: no prediction log here (--log, or serve.prediction_log)")
+    return folder, str(folder)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = _arguments(argv)
     params = load_params()
-    if args.env:
-        folder = environment_log(args.env)
-        log_name = f"environment {args.env}: {folder}"
-    else:
-        folder = args.log or log_folder(params.serve.prediction_log)
-    if not folder.is_dir():
-        raise ConfigError(f"{folder}: no prediction log here (--log, or serve.prediction_log)")
-    if not args.env:
-        log_name = str(folder)
+    folder, log_name = chosen_log(args, params)
     window = window_of(args.since, args.until, params.monitor.window_days)
     predictions = read_predictions(folder, *window)
     outcomes = read_outcomes(folder)

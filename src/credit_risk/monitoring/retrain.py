@@ -1,0 +1,314 @@
+"""`make retrain-data`: the window's labelled predictions become the next training source.
+
+    python -m credit_risk.monitoring.retrain [--log DIR | --env NAME] [--since WHEN] [--until WHEN]
+
+The predictions logged in the window (``monitor.window_days`` up to now, as `make monitor`) that
+have a known outcome are written in the data contract's raw format: the columns of
+``paths.raw`` in its order, the target in the contract's values. They are appended to
+``paths.raw`` itself (exactly the rows the current model was split, trained and tested on) as
+one new file, ``monitor.retrain.folder``/training-until-<window end>.csv.gz, and params.yaml's
+ingest is pointed at it (``source: file``), comments kept. The pipeline then retrains on the
+old rows plus the fresh ones; `make repro` sees the new source and reruns every stage.
+
+Beside the data, ``<name>.json`` records where the rows came from (the base's md5 and rows,
+the window, outcomes by label, model versions, the log) and every window added so far: a
+window that overlaps one of them is refused, so no outcome is learned twice. In a DVC
+repository the data file is `dvc add`-ed: git keeps the pointer and the record, the DVC remote
+the rows (they are personal data).
+
+Nothing is written (and params.yaml is untouched) when: fewer than ``monitor.retrain.min_rows``
+labelled predictions are in the window; the window overlaps one already added; the log does not
+keep a column the contract needs (``serve.prediction_log.keep_attributes``); or the rows
+together break the data contract (the problems are listed, as the validate stage would).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import io
+import json
+import logging
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from credit_risk.config import DEFAULT_PARAMS, Params, load_params
+from credit_risk.errors import ConfigError, DataError
+from credit_risk.files import md5, write_json, write_with
+from credit_risk.monitoring.job import add_window_arguments, chosen_log, window_of
+from credit_risk.monitoring.performance import labelled
+from credit_risk.monitoring.predictions import read_outcomes, read_predictions
+from credit_risk.schema import POSITIVE_CLASS, column_specs, contract, target_column
+from credit_risk.stage import run
+from credit_risk.validate import read_csv, validate
+from credit_risk.yamlfile import round_trip_yaml
+
+log = logging.getLogger(__name__)
+
+PREFIX = "training-until-"
+
+
+@dataclass(frozen=True)
+class FreshRows:
+    """A window's labelled predictions in the raw data's format, and what they came from."""
+
+    rows: pd.DataFrame  # the columns of paths.raw, in its order, as the CSV will hold them
+    outcomes: dict[str, int]  # rows per outcome, in the contract's words
+    model_versions: dict[str, int]
+
+
+def _interval(window: dict[str, str]) -> tuple[datetime, datetime]:
+    return datetime.fromisoformat(window["since"]), datetime.fromisoformat(window["until"])
+
+
+def _window(since: datetime, until: datetime) -> dict[str, str]:
+    return {"since": since.isoformat(), "until": until.isoformat()}
+
+
+def record_of(data_file: Path) -> Path:
+    """The record kept beside a data file this command wrote (name.csv.gz -> name.json)."""
+    return data_file.with_name(data_file.name.removesuffix(".gz").removesuffix(".csv") + ".json")
+
+
+def windows_added(source: Path) -> list[dict[str, str]]:
+    """The windows whose rows the training source ``source`` already holds (none for a source
+    this command did not write)."""
+    record = record_of(source)
+    if not record.is_file():
+        return []
+    found: list[dict[str, str]] = json.loads(record.read_text(encoding="utf-8"))["windows"]
+    return found
+
+
+def refuse_overlap(window: tuple[datetime, datetime], added: list[dict[str, str]]) -> None:
+    since, until = window
+    for earlier in added:
+        first, last = _interval(earlier)
+        if since < last and first < until:
+            raise DataError(
+                f"the window {since.isoformat()} to {until.isoformat()} overlaps one whose rows "
+                f"the training source already holds ({first.isoformat()} to {last.isoformat()}): "
+                "outcomes would be learned twice; choose --since at or after its end"
+            )
+
+
+def raw_header(raw: Path) -> list[str]:
+    """The column names of the raw data, in their order (its first line)."""
+    if not raw.is_file():
+        raise DataError(
+            f"{raw}: the rows the model learned from are not here (paths.raw); "
+            "run `make repro` (or `dvc pull`) first"
+        )
+    return list(pd.read_csv(raw, nrows=0, dtype=str).columns)
+
+
+def fresh_rows(
+    predictions: pd.DataFrame, outcomes: pd.DataFrame, header: Sequence[str], params: Params
+) -> FreshRows:
+    """The predictions that have an outcome, as rows of the raw data (columns ``header``)."""
+    joined = labelled(predictions, outcomes) if len(predictions) and len(outcomes) else None
+    if joined is None or joined.empty:
+        return FreshRows(pd.DataFrame(columns=list(header)), {}, {})
+    target = target_column()
+    specs = column_specs()
+    missing = [name for name in header if name != target and name not in joined.columns]
+    if missing:
+        raise ConfigError(
+            f"the prediction log does not keep {missing}, which the training data needs: add "
+            "them to serve.prediction_log.keep_attributes (params.yaml) and log a new window"
+        )
+    positive = contract().target.positive
+    negative = [value for value in specs[target].allowed or () if value != positive]
+    if len(negative) != 1:
+        raise ConfigError(
+            f"contract: the target {target!r} needs exactly two allowed values to write "
+            f"outcomes back as data (allowed: {specs[target].allowed})"
+        )
+    rows = pd.DataFrame(index=joined.index)
+    for name in header:
+        if name == target:
+            values = joined["label"].map(
+                {POSITIVE_CLASS: positive, 1 - POSITIVE_CLASS: negative[0]}
+            )
+        else:
+            values = joined[name]
+            kind = specs[name].python_type if name in specs else str
+            if kind is int:
+                values = values.astype("int64")
+            elif kind is bool:
+                values = values.map({True: "true", False: "false"})
+        rows[name] = values
+    order = joined.sort_values(["time", "request_id", "row"]).index  # as they were scored
+    versions = joined["model_version"].value_counts()
+    return FreshRows(
+        rows.loc[order].reset_index(drop=True),
+        {str(k): int(v) for k, v in joined["outcome"].value_counts().sort_index().items()},
+        {str(k): int(v) for k, v in versions.sort_index().items()},
+    )
+
+
+def _csv_body(rows: pd.DataFrame) -> bytes:
+    """The rows as CSV lines without the header (the raw file's header already names them)."""
+    buffer = io.StringIO()
+    rows.to_csv(buffer, index=False, header=False, lineterminator="\n")
+    return buffer.getvalue().encode("utf-8")
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as handle:
+        handle.seek(0, 2)
+        if handle.tell() == 0:
+            return True
+        handle.seek(-1, 2)
+        return handle.read(1) == b"\n"
+
+
+def write_source(raw: Path, fresh: pd.DataFrame, target: Path) -> None:
+    """``raw`` byte for byte, then ``fresh``'s rows, gzip-compressed into ``target``
+    (gzip's timestamp left out, so the same rows give the same bytes)."""
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as sink, gzip.GzipFile(fileobj=sink, mode="wb", mtime=0) as out:
+            with raw.open("rb") as source:
+                shutil.copyfileobj(source, out, length=1 << 20)
+            if not _ends_with_newline(raw):
+                out.write(b"\n")
+            out.write(_csv_body(fresh))
+
+    write_with(target, write)
+
+
+def check_contract(raw: Path, fresh: pd.DataFrame, max_examples: int) -> int:
+    """The old and fresh rows together must satisfy the data contract, as validate will ask;
+    return how many rows ``raw`` holds."""
+    old = read_csv(raw)
+    text = pd.read_csv(io.BytesIO(_csv_body(fresh)), names=list(fresh.columns), dtype=str)
+    both = pd.concat([old, text], ignore_index=True)
+    typed, problems = validate(both, max_examples)
+    if typed is None:
+        listing = "\n".join(f"  - {problem.describe()}" for problem in problems)
+        raise DataError(
+            f"the logged rows with their outcomes, appended to {raw}, break the data contract "
+            f"(line numbers count from {raw}'s first row):\n{listing}"
+        )
+    return len(old)
+
+
+def point_ingest_at(params_file: Path, data_file: Path) -> None:
+    """params.yaml's ingest reads ``data_file`` (source: file); its comments are kept."""
+    yaml_io = round_trip_yaml()
+    document = yaml_io.load(params_file.read_text(encoding="utf-8"))
+    document["ingest"]["source"] = "file"
+    document["ingest"]["file"] = data_file.as_posix()
+    buffer = io.StringIO()
+    yaml_io.dump(document, buffer)
+    write_with(params_file, lambda tmp: tmp.write_text(buffer.getvalue(), encoding="utf-8"))
+
+
+def track(data_file: Path) -> bool:
+    """`dvc add` the file in a DVC repository (git then keeps only its pointer); False when this
+    is not one."""
+    if not Path(".dvc").is_dir():
+        log.warning("not a DVC repository: %s is not tracked by DVC", data_file)
+        return False
+    command = [sys.executable, "-m", "dvc", "add", str(data_file)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise DataError(f"dvc add {data_file} failed: {done.stderr.strip() or done.stdout}")
+    return True
+
+
+def retrain_data(
+    params: Params,
+    predictions: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    window: tuple[datetime, datetime],
+    log_name: str,
+    params_file: Path = DEFAULT_PARAMS,
+) -> dict[str, Any]:
+    """Write the next training source from a window's labelled predictions; return its record."""
+    settings = params.monitor.retrain
+    source = params.ingest.file if params.ingest.source == "file" else None
+    added = windows_added(source) if source is not None else []
+    refuse_overlap(window, added)
+    raw = params.paths.raw
+    fresh = fresh_rows(predictions, outcomes, raw_header(raw), params)
+    count = len(fresh.rows)
+    if count < settings.min_rows:
+        raise DataError(
+            f"only {count} logged predictions in the window have an outcome "
+            f"(monitor.retrain.min_rows: {settings.min_rows}): nothing to retrain on yet"
+        )
+    base_rows = check_contract(raw, fresh.rows, params.validate_.max_examples)
+    since, until = window
+    target = settings.folder / f"{PREFIX}{until.strftime('%Y%m%dT%H%M%SZ')}.csv.gz"
+    if target.exists():
+        raise DataError(f"{target} exists already: a source for this window end was written")
+    record = {
+        "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "data": target.as_posix(),
+        "base": {
+            "file": raw.as_posix(),
+            "md5": md5(raw),
+            "rows": base_rows,
+            "ingest": params.ingest.model_dump(mode="json"),
+        },
+        "fresh": {
+            "rows": count,
+            "window": _window(since, until),
+            "outcomes": fresh.outcomes,
+            "model_versions": fresh.model_versions,
+            "log": log_name,
+        },
+        "rows": base_rows + count,
+        "windows": [*added, _window(since, until)],
+    }
+    write_source(raw, fresh.rows, target)
+    write_json(record_of(target), record)
+    record["tracked_by_dvc"] = track(target)
+    point_ingest_at(params_file, target)
+    return record
+
+
+def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m credit_risk.monitoring.retrain",
+        description="Append the window's labelled predictions to the training rows as the next "
+        "training source, and point params.yaml's ingest at it.",
+    )
+    add_window_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _arguments(argv)
+    params = load_params()
+    folder, log_name = chosen_log(args, params)
+    window = window_of(args.since, args.until, params.monitor.window_days)
+    record = retrain_data(
+        params, read_predictions(folder, *window), read_outcomes(folder), window, log_name
+    )
+    fresh = record["fresh"]
+    log.info(
+        "%s: %d rows (%d learned from before + %d labelled predictions of %s to %s: %s); "
+        "params.yaml's ingest reads it now: run `make repro`",
+        record["data"],
+        record["rows"],
+        record["base"]["rows"],
+        fresh["rows"],
+        fresh["window"]["since"],
+        fresh["window"]["until"],
+        ", ".join(f"{n} {word}" for word, n in fresh["outcomes"].items()),
+    )
+
+
+if __name__ == "__main__":
+    run("retrain-data", main)

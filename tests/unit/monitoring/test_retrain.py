@@ -1,0 +1,171 @@
+"""`make retrain-data`: a window's labelled predictions appended to the rows the model learned
+from, as the next training source that params.yaml's ingest reads; refusals write nothing."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from credit_risk.config import Params, load_params
+from credit_risk.errors import ConfigError, DataError
+from credit_risk.ingest import copy_source
+from credit_risk.monitoring import retrain
+from credit_risk.monitoring.predictions import LOG_VARIABLE, logged_features, read_predictions
+from credit_risk.monitoring.simulate import Model, write_log, write_outcomes
+from credit_risk.schema import contract, positive_labels, target_column
+from credit_risk.synthetic import generate
+from credit_risk.validate import read_csv, validate
+
+ROOT = Path(__file__).resolve().parents[3]
+NOW = datetime.now(UTC)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, params: Params) -> Path:
+    """params.yaml and the raw rows the model learned from (ingest's copy of the source)."""
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    copy_source(ROOT / params.ingest.file, tmp_path / params.paths.raw)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(LOG_VARIABLE, raising=False)
+    return tmp_path
+
+
+def log_window(
+    folder: Path,
+    params: Params,
+    model: Model,
+    source: pd.DataFrame,
+    rows: int,
+    share: float,
+    seed: int,
+    features: list[str] | None = None,
+) -> pd.DataFrame:
+    """Log ``rows`` drawn from the source over the last day; a ``share`` of them get their true
+    outcome. Returns the drawn rows with request_id and row."""
+    frame = generate(source, rows, seed)
+    kept = features or logged_features(
+        params.evaluate.protected_attributes, params.serve.prediction_log.keep_attributes
+    )
+    keys = write_log(folder, frame, model, kept, NOW, days=1, batch=40, prefix=f"r{seed}")
+    write_outcomes(folder, keys, positive_labels(frame), share, 0.0, seed, NOW)
+    return pd.concat([frame.reset_index(drop=True), keys[["request_id", "row"]]], axis=1)
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {
+        str(path.relative_to(root)): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and not {"log", "partial"} & set(path.relative_to(root).parts)
+    }
+
+
+def test_labelled_rows_are_appended_to_the_raw_rows_and_ingest_reads_them(
+    workspace, params, model, source
+) -> None:
+    subprocess.run(["git", "init", "-q"], cwd=workspace, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=workspace, check=True)
+    folder = workspace / "log"
+    drawn = log_window(folder, params, model, source, 800, share=0.5, seed=51)
+    retrain.main(["--log", str(folder)])
+
+    updated = load_params(workspace / "params.yaml")
+    new_file = updated.ingest.file
+    assert updated.ingest.source == "file"
+    assert new_file.parent == params.monitor.retrain.folder
+    assert new_file.name.startswith(retrain.PREFIX) and new_file.name.endswith(".csv.gz")
+    text = (workspace / "params.yaml").read_text()
+    assert "# Every setting of the pipeline." in text  # comments kept
+    assert (
+        yaml.safe_load(text)["monitor"]
+        == yaml.safe_load((ROOT / "params.yaml").read_text())["monitor"]
+    )  # nothing else changed
+
+    raw = (workspace / params.paths.raw).read_bytes()
+    written = gzip.decompress((workspace / new_file).read_bytes())
+    assert written.startswith(raw)  # the rows learned from, byte for byte
+    both = read_csv(workspace / new_file)
+    old = pd.read_csv(io.BytesIO(raw), dtype=str)
+    fresh = both.iloc[len(old) :].reset_index(drop=True)
+    typed, problems = validate(both)
+    assert problems == [] and typed is not None  # the contract holds for old and new rows
+
+    outcomes = pd.read_json(
+        io.StringIO("".join(p.read_text() for p in sorted((folder / "outcomes").rglob("*.jsonl")))),
+        lines=True,
+    )
+    labelled = sum(len(line) for line in outcomes["outcomes"])
+    assert len(fresh) == labelled and 300 < labelled < 500  # about half of 800
+
+    # Each fresh row is a logged applicant with its true outcome, in the contract's values.
+    logged = read_predictions(folder, NOW - timedelta(days=2), NOW + timedelta(minutes=1))
+    assert len(logged) == len(drawn)
+    target = target_column()
+    expected_targets = set(map(str, {contract().target.positive, *drawn[target].unique()}))
+    assert set(fresh[target]) <= expected_targets
+    labelled_keys = [
+        (entry["request_id"], entry["row"]) for line in outcomes["outcomes"] for entry in line
+    ]
+    chosen = drawn.set_index(["request_id", "row"]).loc[labelled_keys]
+    positives = int((fresh[target] == str(contract().target.positive)).sum())
+    assert positives == int(positive_labels(chosen).sum())
+    columns = [name for name in old.columns if name != target]
+    as_text = chosen[columns].astype(str).apply(tuple, axis=1).value_counts()
+    assert (
+        fresh[columns].apply(tuple, axis=1).value_counts().sort_index().equals(as_text.sort_index())
+    )
+
+    record = json.loads(retrain.record_of(workspace / new_file).read_text())
+    assert record["rows"] == len(both) and record["fresh"]["rows"] == len(fresh)
+    assert record["base"]["rows"] == len(old) and len(record["windows"]) == 1
+    assert sum(record["fresh"]["outcomes"].values()) == len(fresh)
+    assert (workspace / f"{new_file}.dvc").is_file()  # git keeps the pointer, not the rows
+    assert new_file.name in (workspace / new_file.parent / ".gitignore").read_text()
+
+    # The next window is added on top, and its record carries both windows; the same window
+    # again is refused (its outcomes would be learned twice).
+    with pytest.raises(DataError, match="overlaps"):
+        retrain.main(["--log", str(folder)])
+    later = (NOW + timedelta(days=1)).isoformat()
+    log_window(folder, params, model, source, 300, share=0.6, seed=52)
+    with pytest.raises(DataError, match="overlaps"):
+        retrain.main(["--log", str(folder), "--until", later])
+
+
+def test_refusals_write_nothing(workspace, params, model, source) -> None:
+    folder = workspace / "log"
+    log_window(folder, params, model, source, 300, share=0.1, seed=53)
+    before = snapshot(workspace)
+    with pytest.raises(DataError, match=r"only \d+ logged predictions in the window have an"):
+        retrain.main(["--log", str(folder)])
+    assert snapshot(workspace) == before
+
+    protected = [
+        name
+        for name in params.evaluate.protected_attributes
+        if name in params.serve.prediction_log.keep_attributes
+    ]
+    if not protected:
+        pytest.skip("the log keeps no protected attribute to leave out")
+    every = logged_features(
+        params.evaluate.protected_attributes, params.serve.prediction_log.keep_attributes
+    )
+    partial = workspace / "partial"
+    log_window(partial, params, model, source, 400, share=0.9, seed=54,
+               features=[n for n in every if n != protected[0]])  # fmt: skip
+    with pytest.raises(ConfigError, match=rf"does not keep \['{protected[0]}'\].*keep_attributes"):
+        retrain.main(["--log", str(partial)])
+    assert snapshot(workspace) == before
+
+    shutil.rmtree(workspace / params.paths.raw.parent)
+    with pytest.raises(DataError, match=r"paths\.raw"):
+        retrain.main(["--log", str(folder)])
