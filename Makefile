@@ -17,7 +17,7 @@ LOCK_FLAGS := --python-version 3.11 --generate-hashes --no-header --no-annotate 
 	serve-bento soak mlflow-ui registry-up registry-down registry-status lock clean gate register \
 	trace deploy promote rollback status stop bench-deploy manifests pr-report remote
 .PHONY: test-slow lint-workflows
-.PHONY: monitor retrain-data bench-monitor
+.PHONY: monitor fetch-log retrain-data bench-monitor
 .PHONY: outcomes prune-predictions prometheus
 .PHONY: act act-pr act-deploy act-stop
 
@@ -81,6 +81,11 @@ gate: setup ## Judge the pipeline's model by params.yaml's gate: rules (exits 1 
 
 monitor: setup ## Logged predictions vs training rows: drift, live quality (exits 1 on an alarm) [ENV= LOG= SINCE= UNTIL=]
 	python -m credit_risk.monitoring.job $(if $(LOG),--log "$(LOG)") $(if $(ENV),--env "$(ENV)") \
+		$(if $(SINCE),--since "$(SINCE)") $(if $(UNTIL),--until "$(UNTIL)")
+
+fetch-log: setup ## Copy a window of a log kept elsewhere: make fetch-log FROM=s3://bucket/path LOG=dir [SINCE= UNTIL=]
+	@test -n "$(FROM)" && test -n "$(LOG)" || { echo "usage: make fetch-log FROM=<s3://bucket/path or folder> LOG=<local folder> [SINCE= UNTIL=]"; exit 2; }
+	python -m credit_risk.monitoring.fetch "$(FROM)" "$(LOG)" \
 		$(if $(SINCE),--since "$(SINCE)") $(if $(UNTIL),--until "$(UNTIL)")
 
 retrain-data: setup ## The window's labelled predictions + the rows learned from -> next training source [ENV= LOG= SINCE= UNTIL=]

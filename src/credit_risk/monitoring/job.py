@@ -141,8 +141,13 @@ def _when(text: str) -> datetime:
     return stamp.to_pydatetime()
 
 
-def add_window_arguments(parser: argparse.ArgumentParser) -> None:
-    """--log or --env (which prediction log), --since and --until (which window of it)."""
+def add_window_arguments(parser: argparse.ArgumentParser, choose_log: bool = True) -> None:
+    """--since and --until (which window), and unless ``choose_log`` is false, --log or --env
+    (which prediction log)."""
+    parser.add_argument("--since", type=_when, help="window start, ISO date or time, UTC")
+    parser.add_argument("--until", type=_when, help="window end (exclusive; default: now)")
+    if not choose_log:
+        return
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
         "--log", type=Path, help="the prediction log's folder (default: serve.prediction_log)"
@@ -150,8 +155,6 @@ def add_window_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument(
         "--env", help="the log of this environment on the local target (deploy/<env>.yaml)"
     )
-    parser.add_argument("--since", type=_when, help="window start, ISO date or time, UTC")
-    parser.add_argument("--until", type=_when, help="window end (exclusive; default: now)")
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
