@@ -8,6 +8,8 @@ from pathlib import Path
 
 from credit_risk.files import md5
 
+CONTENT_VERSION_LENGTH = 16  # characters of the fingerprint in a stored model's tag
+
 
 def _git(*args: str) -> str | None:
     try:
@@ -34,6 +36,17 @@ def model_fingerprint(model: Path, info: Path, background: Path) -> str:
     as they were, so the pipeline's hash alone would not tell the two models apart."""
     digests = "".join(md5(path) for path in (model, info, background))
     return hashlib.sha256(digests.encode()).hexdigest()
+
+
+def content_version(fingerprint: str) -> str:
+    """The version part of the stored model's tag: what the service reports."""
+    return fingerprint[:CONTENT_VERSION_LENGTH]
+
+
+def served_model_version(name: str, model: Path, info: Path, background: Path) -> str:
+    """The model version a service of these files reports (X-Model-Version) and logs with each
+    prediction: the tag of the stored model, ``<name>:<content version>``."""
+    return f"{name}:{content_version(model_fingerprint(model, info, background))}"
 
 
 def lineage_tags(data: dict[str, Path]) -> dict[str, str]:

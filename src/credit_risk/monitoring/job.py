@@ -15,7 +15,8 @@ this run wrote (``monitor.summary`` is the issue's body).
 
 The alarm is raised by any of: at least ``monitor.drift.alarm_features`` drifted features;
 fewer than ``monitor.min_rows`` predictions in the window (a silent log is not a healthy one);
-a live-quality check that fails (ROC AUC drop, Brier rise, fairness gap).
+a live-quality check that fails (ROC AUC drop, Brier rise, fairness gap), on the window's
+pooled outcomes or on one model version's (credit_risk/monitoring/versions.py).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import pandas as pd
 
 from credit_risk.config import Params, load_params
 from credit_risk.errors import ConfigError, CreditRiskError
-from credit_risk.monitoring import drift, performance, report
+from credit_risk.monitoring import drift, performance, report, versions
 from credit_risk.monitoring.predictions import log_folder, read_outcomes, read_predictions
 from credit_risk.stage import run
 
@@ -52,17 +53,19 @@ def monitor(
     threshold: float,
     window: tuple[datetime, datetime],
     log_name: str = "",
+    baseline_version: str | None = None,
 ) -> dict[str, Any]:
     """The verdict on one window of logged predictions (a plain dict, as reports/monitor.json).
 
     ``predictions`` are the logged rows of the window (features, probability, request_id...),
     ``outcomes`` the known outcomes (request_id, row, outcome) or None, ``reference`` the rows
-    the model learned from, ``baseline`` the evaluation's metrics.
+    the model learned from, ``baseline`` the evaluation's metrics, ``baseline_version`` the
+    model version they measured (None: not known).
     """
     settings = params.monitor
     reasons: list[str] = []
     rows = len(predictions)
-    versions = (
+    logged_versions = (
         predictions["model_version"].value_counts().sort_index().to_dict()
         if "model_version" in predictions.columns
         else {}
@@ -107,11 +110,21 @@ def monitor(
         params.evaluate.protected_attributes,
         params.gate.fairness,
     )
-    for check in quality.failed:
-        reasons.append(
-            f"{check.description}: {check.value} > {check.limit} (monitor.{check.name}); "
-            f"{check.detail}"
-        )
+    by_version = versions.judge_each(
+        predictions,
+        joined,
+        baseline,
+        baseline_version,
+        threshold,
+        settings.performance,
+        params.evaluate.protected_attributes,
+        params.gate.fairness,
+        quality,
+    )
+    # With one version the pooled rows are its rows: its reasons say the same, naming it.
+    pooled_failed = quality.failed if len(by_version) != 1 else []
+    reasons += [performance.failure(check) for check in pooled_failed]
+    reasons += versions.reasons(by_version, baseline_version)
     since, until = window
     return {
         "alarm": bool(reasons),
@@ -123,10 +136,11 @@ def monitor(
             "until": until.isoformat(timespec="seconds"),
         },
         "rows": rows,
-        "model_versions": {str(k): int(v) for k, v in versions.items()},
+        "model_versions": {str(k): int(v) for k, v in logged_versions.items()},
         "reference": {"paths_key": settings.reference, "rows": len(reference)},
         "drift": drift_part,
         "performance": quality.as_dict(),
+        "by_model_version": versions.as_verdict(by_version, baseline_version),
         "settings": settings.model_dump(mode="json"),
     }
 
@@ -230,8 +244,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     threshold = float(
         info["decision_threshold"] if info else params.train.decision_threshold
     )  # the threshold the evaluation used, so live and evaluation metrics compare
+    served = versions.pipeline_model_version(params)  # the model the baseline measured
     verdict = monitor(
-        params, predictions, outcomes, reference, baseline, threshold, window, log_name
+        params, predictions, outcomes, reference, baseline, threshold, window, log_name, served
     )
     settings = params.monitor
     report.write(verdict, reference, predictions, settings.report, settings.html, settings.summary)

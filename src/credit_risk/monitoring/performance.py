@@ -23,6 +23,8 @@ from credit_risk.quality import classification_metrics
 from credit_risk.schema import POSITIVE_CLASS, outcome_names
 
 JOIN_KEYS = ["request_id", "row"]
+# The checks that compare live metrics with the evaluation's (the baseline); the others do not.
+ROC_AUC_CHECK, BRIER_CHECK = "performance.max_roc_auc_drop", "performance.max_brier_rise"
 
 Status = Literal["judged", "too_few_outcomes"]
 
@@ -65,6 +67,13 @@ class PerformanceResult:
         return found
 
 
+def failure(check: RuleResult) -> str:
+    """A failed check as one of the alarm's reasons."""
+    return (
+        f"{check.description}: {check.value} > {check.limit} (monitor.{check.name}); {check.detail}"
+    )
+
+
 def _drop_check(
     name: str, metric: str, live: float, baseline: float, limit: float, sign: float
 ) -> RuleResult:
@@ -105,7 +114,7 @@ def judge(
     if baseline is not None:
         checks += [
             _drop_check(
-                "performance.max_roc_auc_drop",
+                ROC_AUC_CHECK,
                 "roc_auc",
                 live["roc_auc"],
                 baseline["roc_auc"],
@@ -113,7 +122,7 @@ def judge(
                 1.0,
             ),
             _drop_check(
-                "performance.max_brier_rise",
+                BRIER_CHECK,
                 "brier",
                 live["brier"],
                 baseline["brier"],

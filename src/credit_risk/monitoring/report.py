@@ -3,7 +3,8 @@
 The HTML report is one self-contained file: styles inline, every chart a PNG inside the page
 (base64), no script and no address outside the file, so it opens from a CI artifact, an e-mail
 or a laptop with no network. Each feature gets its reference and window distributions side by
-side, drifted features first and marked.
+side, drifted features first and marked. Both reports show live quality pooled and per model
+version: a window can span a promotion.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pandas as pd
 
 from credit_risk.files import write_json, write_with
 from credit_risk.monitoring.drift import category_counts
-from credit_risk.schema import column_specs
+from credit_risk.schema import POSITIVE_CLASS, column_specs, outcome_names
 
 REFERENCE_COLOUR = "#9aa5b1"
 WINDOW_COLOUR = "#1f6feb"
@@ -110,6 +111,9 @@ def markdown(verdict: dict[str, Any]) -> str:
             )
         lines.append("")
     quality = verdict["performance"]
+    pooled = _pooled(verdict["by_model_version"])
+    if pooled:
+        lines += [f"**Live quality, all {pooled}:**", ""]
     if quality["status"] == "judged":
         lines += ["| quality check | measured | limit | result |", "|---|---:|---:|---|"]
         for check in quality["checks"]:
@@ -122,6 +126,7 @@ def markdown(verdict: dict[str, Any]) -> str:
             f"Live quality not judged: {quality['outcomes']} outcome(s) known, "
             f"{quality['min_outcomes']} needed (`monitor.performance.min_outcomes`)."
         )
+    lines += _markdown_versions(verdict["by_model_version"])
     lines += [
         "",
         f"<sub>Judged {verdict['judged_at']}. Thresholds: the `monitor:` section of "
@@ -131,9 +136,114 @@ def markdown(verdict: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _markdown_versions(part: dict[str, Any]) -> list[str]:
+    """The per-version table, and what it needs said (baselines, versions not judged)."""
+    rows = version_rows(part)
+    if not rows:
+        return []
+    lines = [
+        "",
+        f"**Live quality per model version** (baseline: {_baseline_of(part)}):",
+        "",
+        "| " + " | ".join(version_head()) + " |",
+        "|---|" + "---:|" * 5 + "---|---|",
+    ]
+    for cells, status in rows:
+        mark = {"fail": "❌ ", "pass": "✅ "}.get(status, "")
+        shown = [f"`{cells[0]}`", *cells[1:-1], mark + cells[-1]]
+        lines.append("| " + " | ".join(shown) + " |")
+    lines += ["", *version_notes(part)]
+    return lines
+
+
 def _versions(verdict: dict[str, Any]) -> str:
     versions = verdict["model_versions"]
     return ", ".join(f"{name} ({count:,})" for name, count in versions.items()) or "none"
+
+
+# --- live quality per model version (both reports) ---------------------------------------------
+
+BASELINE_SOURCES = {
+    "own": "its own evaluation",
+    "other": "another version's evaluation",
+    "unknown": "paths.metrics (whose version is not known)",
+    "none": "none",
+}
+
+
+def _pooled(part: dict[str, Any]) -> str:
+    """How the pooled figures are pooled, when the window holds several model versions."""
+    count = len(part["versions"])
+    return f"{count} model versions pooled" if count > 1 else ""
+
+
+def version_head() -> list[str]:
+    """The per-version table's columns; the rate is the contract's positive outcome's."""
+    rate = f"{outcome_names()[POSITIVE_CLASS]} rate"
+    return ["model version", "predictions", "outcomes", "ROC AUC", "Brier", rate, "baseline",
+            "result"]  # fmt: skip
+
+
+def _baseline_of(part: dict[str, Any]) -> str:
+    known = part["baseline_model_version"]
+    return f"the evaluation of {known}" if known else "paths.metrics"
+
+
+def version_rows(part: dict[str, Any]) -> list[tuple[list[str], str]]:
+    """One row of cells per model version (as version_head), with its status: pass, fail or
+    not_judged."""
+    rows = []
+    for name, found in part["versions"].items():
+        live = found["live"] or {}
+        failed = [c["description"] for c in found["checks"] if c["status"] == "fail"]
+        if found["status"] != "judged":
+            status = "not_judged"
+            result = (
+                f"not judged: {found['outcomes']:,} outcome(s), {found['min_outcomes']:,} needed"
+            )
+        elif failed:
+            status, result = "fail", "failed: " + ", ".join(failed)
+        else:
+            status, result = "pass", "passed"
+        cells = [
+            name,
+            f"{found['rows']:,}",
+            f"{found['outcomes']:,}",
+            _number(live.get("roc_auc")),
+            _number(live.get("brier")),
+            _number(found["base_rate"]),
+            BASELINE_SOURCES[found["baseline_source"]] if status != "not_judged" else "n/a",
+            result,
+        ]
+        rows.append((cells, status))
+    return rows
+
+
+def version_notes(part: dict[str, Any]) -> list[str]:
+    """What the per-version table needs said: whose baseline, and which versions were not
+    judged."""
+    notes = []
+    versions = list(part["versions"].values())
+    sources = {found["baseline_source"] for found in versions}
+    if "other" in sources:
+        notes.append(
+            f"The baseline (paths.metrics) is the evaluation of the pipeline's model, "
+            f"{part['baseline_model_version']}; the other versions are judged against it too, "
+            "as their own evaluation is not known here."
+        )
+    if "unknown" in sources:
+        notes.append(
+            "Every version is judged against paths.metrics; which model version those metrics "
+            "measured is not known (the pipeline's model files are not here)."
+        )
+    few = [found for found in versions if found["status"] != "judged"]
+    if few:
+        notes.append(
+            f"{len(few)} version(s) listed, not judged: fewer than "
+            f"{few[0]['min_outcomes']:,} outcomes, or a single kind of outcome "
+            "(monitor.performance.min_outcomes)."
+        )
+    return notes
 
 
 # --- charts ------------------------------------------------------------------------------------
@@ -300,6 +410,33 @@ def _performance(quality: dict[str, Any]) -> str:
     )
 
 
+def _html_pooled(part: dict[str, Any]) -> str:
+    pooled = _pooled(part)
+    return f"<h3>All {_e(pooled)}</h3>" if pooled else ""
+
+
+CLASSES = {"not_judged": "muted"}  # the style of a status in the per-version table
+
+
+def _html_versions(part: dict[str, Any]) -> str:
+    rows = version_rows(part)
+    if not rows:
+        return ""
+    head = "".join(f"<th>{_e(name)}</th>" for name in version_head())
+    body = "".join(
+        f"<tr><td><code>{_e(cells[0])}</code></td>"
+        + "".join(f'<td class="n">{_e(cell)}</td>' for cell in cells[1:6])
+        + f'<td>{_e(cells[6])}</td><td class="{CLASSES.get(status, status)}">'
+        + f"{_e(cells[7])}</td></tr>"
+        for cells, status in rows
+    )
+    notes = "".join(f'<p class="muted">{_e(note)}</p>' for note in version_notes(part))
+    return (
+        f"<h3>Per model version</h3><p>Baseline: {_e(_baseline_of(part))}.</p>"
+        f"<table><tr>{head}</tr>{body}</table>{notes}"
+    )
+
+
 def feature_cards(verdict: dict[str, Any], reference: pd.DataFrame, current: pd.DataFrame) -> str:
     """One card per compared feature: its distributions as a chart, drifted ones marked."""
     specs = column_specs()
@@ -326,6 +463,7 @@ def html_page(verdict: dict[str, Any], reference: pd.DataFrame, current: pd.Data
     """The whole report as one HTML document with its charts inside."""
     window = verdict["window"]
     alarm = verdict["alarm"]
+    by_version = verdict["by_model_version"]
     reasons = "".join(f"<li>{_e(reason)}</li>" for reason in verdict["reasons"])
     drift_part = verdict["drift"]
     if drift_part["status"] == "judged":
@@ -358,7 +496,8 @@ def html_page(verdict: dict[str, Any], reference: pd.DataFrame, current: pd.Data
 <div class="verdict {"alarm" if alarm else "ok"}"><strong>{_e(_headline(verdict))}</strong>
 {f"<ul>{reasons}</ul>" if reasons else "<div>Every check passed.</div>"}</div>
 <h2>Drift, feature by feature</h2>{features}
-<h2>Live quality</h2>{_performance(verdict["performance"])}
+<h2>Live quality</h2>{_html_pooled(by_version)}{_performance(verdict["performance"])}
+{_html_versions(by_version)}
 {charts}
 <p class="muted">Thresholds: the <code>monitor:</code> section of params.yaml. The same verdict
 for machines: reports/monitor.json.</p>

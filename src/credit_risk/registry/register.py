@@ -24,7 +24,7 @@ from credit_risk.errors import ConfigError, CreditRiskError
 from credit_risk.files import md5
 from credit_risk.gate import report
 from credit_risk.gate.check import current_state
-from credit_risk.lineage import git_commit
+from credit_risk.lineage import content_version, git_commit
 from credit_risk.registry.client import (
     RegistryError,
     connect,
@@ -39,14 +39,8 @@ from credit_risk.tracking import MODEL_FILES_TAG, MODEL_MD5_TAG, run_for_model, 
 log = logging.getLogger(__name__)
 DVC_LOCK = Path("dvc.lock")
 CONTENT_VERSION_TAG = "lineage.content_version"  # the served model's version (X-Model-Version)
-CONTENT_VERSION_LENGTH = 16  # characters of the fingerprint in a stored model's tag
 # Copied from the training run to the version, so the version alone tells its lineage.
 RUN_LINEAGE_TAGS = ("lineage.git_commit", "lineage.git_dirty", "lineage.train_data_md5")
-
-
-def content_version(fingerprint: str) -> str:
-    """The version part of the stored model's tag: what the service reports."""
-    return fingerprint[:CONTENT_VERSION_LENGTH]
 
 
 def locked_model_md5(params: Params, lock: Path = DVC_LOCK) -> str:

@@ -22,8 +22,9 @@ from mlflow.entities.model_registry import ModelVersion
 
 from credit_risk.config import load_params
 from credit_risk.errors import ConfigError
+from credit_risk.lineage import CONTENT_VERSION_LENGTH
 from credit_risk.registry.client import RegistryError, connect, get_version
-from credit_risk.registry.register import CONTENT_VERSION_LENGTH, CONTENT_VERSION_TAG
+from credit_risk.registry.register import CONTENT_VERSION_TAG
 from credit_risk.registry.uris import model_uri
 from credit_risk.stage import run
 from credit_risk.tracking import tracking_uri

@@ -24,7 +24,7 @@ import bentoml
 from credit_risk.config import Params, load_params
 from credit_risk.errors import CreditRiskError
 from credit_risk.files import md5
-from credit_risk.lineage import git_commit, model_fingerprint
+from credit_risk.lineage import CONTENT_VERSION_LENGTH, git_commit, model_fingerprint
 from credit_risk.model import BACKGROUND_FILE, INFO_FILE, MODEL_FILE, ModelFiles
 from credit_risk.registry.client import (
     RegistryError,
@@ -40,7 +40,7 @@ from credit_risk.tracking import run_for_model, use_experiment
 
 def content_version(files: ModelFiles) -> str:
     """16 hex digits that change whenever the model, its settings or its background change."""
-    return model_fingerprint(files.model, files.info, files.background)[:16]
+    return model_fingerprint(files.model, files.info, files.background)[:CONTENT_VERSION_LENGTH]
 
 
 def store(name: str, files: ModelFiles, metadata: dict[str, Any]) -> bentoml.Model:

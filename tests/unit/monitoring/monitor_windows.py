@@ -3,6 +3,7 @@ with outcomes, judged by the monitor's core (no files)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,19 +20,24 @@ from credit_risk.synthetic import Shift, generate
 WINDOW = (datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 8, tzinfo=UTC))
 
 
-def logged(frame: pd.DataFrame, model: Model) -> pd.DataFrame:
-    """Rows as read back from the prediction log: features, ids, probability, decision."""
+def logged(
+    frame: pd.DataFrame, model: Model, version: str = "drill", prefix: str = "r"
+) -> pd.DataFrame:
+    """Rows as read back from the prediction log: features, ids, probability, decision, and
+    the model version that scored them (request ids start with ``prefix``)."""
     probabilities, decisions = scored(frame, model)
     return frame.assign(
-        request_id=[f"r{number}" for number in range(len(frame))],
+        request_id=[f"{prefix}{number}" for number in range(len(frame))],
         row=0,
-        model_version="drill",
+        model_version=version,
         probability=probabilities,
         decision=decisions,
     )
 
 
-def outcomes_of(frame: pd.DataFrame, flip: float = 0.0, seed: int = 0) -> pd.DataFrame:
+def outcomes_of(
+    frame: pd.DataFrame, flip: float = 0.0, seed: int = 0, prefix: str = "r"
+) -> pd.DataFrame:
     """Every row's true outcome in the contract's words; ``flip`` of them turned over."""
     labels = positive_labels(frame).to_numpy().copy()
     turned = pd.Series(range(len(frame))).sample(frac=flip, random_state=seed).to_numpy()
@@ -39,7 +45,7 @@ def outcomes_of(frame: pd.DataFrame, flip: float = 0.0, seed: int = 0) -> pd.Dat
     names = outcome_names()
     return pd.DataFrame(
         {
-            "request_id": [f"r{number}" for number in range(len(frame))],
+            "request_id": [f"{prefix}{number}" for number in range(len(frame))],
             "row": 0,
             "outcome": [names[int(label)] for label in labels],
         }
@@ -69,6 +75,42 @@ class Judge:
             threshold,
             WINDOW,
         )
+
+
+@dataclass(frozen=True)
+class Served:
+    """The rows one model version scored in a window, and how many of their outcomes are
+    known (the first ``outcomes`` rows; None: all), ``flip`` of those turned over."""
+
+    frame: pd.DataFrame
+    flip: float = 0.0
+    outcomes: int | None = None
+
+
+def judge_versions(
+    judge: Judge,
+    served: Mapping[str, Served],
+    baseline_version: str | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The monitor's verdict on one window that several model versions served (the same
+    model scores every version's rows: what differs is how their outcomes turned out)."""
+    predictions, outcomes = [], []
+    for number, (version, part) in enumerate(served.items()):
+        prefix = f"v{number}-"
+        predictions.append(logged(part.frame, judge.model, version, prefix))
+        known = outcomes_of(part.frame, part.flip, seed, prefix)
+        outcomes.append(known if part.outcomes is None else known.head(part.outcomes))
+    return monitor(
+        judge.params,
+        pd.concat(predictions, ignore_index=True),
+        pd.concat(outcomes, ignore_index=True),
+        judge.reference,
+        judge.baseline,
+        float(judge.model.info["decision_threshold"]),
+        WINDOW,
+        baseline_version=baseline_version,
+    )
 
 
 def drill_shift(source: pd.DataFrame, numeric: str, categorical: str) -> dict[str, Shift]:

@@ -86,6 +86,11 @@ def test_a_quiet_window_passes_and_writes_three_reports(workspace, params, model
     assert verdict["drift"]["status"] == "judged"
     assert verdict["performance"]["status"] == "judged"
     assert verdict["performance"]["outcomes"] > params.monitor.performance.min_outcomes
+    by_version = verdict["by_model_version"]
+    assert by_version["versions"]["simulated"]["status"] == "judged"
+    # The workspace has the evaluation's metrics but not the model files they measured.
+    assert by_version["baseline_model_version"] is None
+    assert "| `simulated` |" in summary and "<code>simulated</code>" in page
     left_out = set(params.evaluate.protected_attributes) - set(
         params.serve.prediction_log.keep_attributes
     )
