@@ -79,18 +79,23 @@ serve-bento: setup ## Serve a built bento: make serve-bento BENTO=credit-risk:<v
 gate: setup ## Judge the pipeline's model by params.yaml's gate: rules (exits 1 if one fails)
 	python -m credit_risk.gate.check
 
-monitor: setup ## Logged predictions vs training rows: drift, live quality (exits 1 on an alarm) [ENV= LOG= SINCE= UNTIL=]
-	python -m credit_risk.monitoring.job $(if $(LOG),--log "$(LOG)") $(if $(ENV),--env "$(ENV)") \
-		$(if $(SINCE),--since "$(SINCE)") $(if $(UNTIL),--until "$(UNTIL)")
+# The prediction log that monitor and retrain-data read: FROM (kept elsewhere: s3://bucket/path
+# or a folder; its window is fetched into MONITOR_FETCHED first), else LOG (a folder), else ENV
+# (the local target's .deploy/<env>/predictions), else params.yaml's serve.prediction_log.
+MONITOR_FETCHED ?= .monitor/log
+WINDOW_ARGS = $(if $(SINCE),--since "$(SINCE)") $(if $(UNTIL),--until "$(UNTIL)")
+LOG_ARGS = $(if $(FROM),--log "$(MONITOR_FETCHED)",$(if $(LOG),--log "$(LOG)") $(if $(ENV),--env "$(ENV)"))
+FETCH_FIRST = $(if $(FROM),python -m credit_risk.monitoring.fetch "$(FROM)" "$(MONITOR_FETCHED)" $(WINDOW_ARGS) &&)
 
-fetch-log: setup ## Copy a window of a log kept elsewhere: make fetch-log FROM=s3://bucket/path LOG=dir [SINCE= UNTIL=]
-	@test -n "$(FROM)" && test -n "$(LOG)" || { echo "usage: make fetch-log FROM=<s3://bucket/path or folder> LOG=<local folder> [SINCE= UNTIL=]"; exit 2; }
-	python -m credit_risk.monitoring.fetch "$(FROM)" "$(LOG)" \
-		$(if $(SINCE),--since "$(SINCE)") $(if $(UNTIL),--until "$(UNTIL)")
+monitor: setup ## Logged predictions vs training rows: drift, live quality; exit 1 on an alarm [FROM=|LOG=|ENV= SINCE= UNTIL=]
+	$(FETCH_FIRST) python -m credit_risk.monitoring.job $(LOG_ARGS) $(WINDOW_ARGS)
 
-retrain-data: setup ## The window's labelled predictions + the rows learned from -> next training source [ENV= LOG= SINCE= UNTIL=]
-	python -m credit_risk.monitoring.retrain $(if $(LOG),--log "$(LOG)") $(if $(ENV),--env "$(ENV)") \
-		$(if $(SINCE),--since "$(SINCE)") $(if $(UNTIL),--until "$(UNTIL)")
+fetch-log: setup ## Copy the window of a log kept elsewhere here: make fetch-log FROM=s3://bucket/path [SINCE= UNTIL=]
+	@test -n "$(FROM)" || { echo "usage: make fetch-log FROM=<s3://bucket/path or folder> [SINCE= UNTIL=] (into $(MONITOR_FETCHED))"; exit 2; }
+	$(FETCH_FIRST) true
+
+retrain-data: setup ## The window's labelled predictions + the rows learned from -> next training source [FROM=|LOG=|ENV= SINCE= UNTIL=]
+	$(FETCH_FIRST) python -m credit_risk.monitoring.retrain $(LOG_ARGS) $(WINDOW_ARGS)
 
 bench-monitor: setup ## Time make monitor on 1M logged predictions, against 100k in the same run
 	$(PYTHON) benchmarks/monitor.py

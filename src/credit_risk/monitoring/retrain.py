@@ -17,9 +17,11 @@ repository the data file is `dvc add`-ed: git keeps the pointer and the record, 
 the rows (they are personal data).
 
 Nothing is written (and params.yaml is untouched) when: fewer than ``monitor.retrain.min_rows``
-labelled predictions are in the window; the window overlaps one already added; the log does not
-keep a column the contract needs (``serve.prediction_log.keep_attributes``); or the rows
-together break the data contract (the problems are listed, as the validate stage would).
+labelled predictions are in the window (exit code 3: nothing is wrong, there is nothing to learn
+from yet; a workflow tells this from a failure, exit code 1); the window overlaps one already
+added; the log does not keep a column the contract needs
+(``serve.prediction_log.keep_attributes``); or the rows together break the data contract (the
+problems are listed, as the validate stage would).
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ from credit_risk.yamlfile import round_trip_yaml
 log = logging.getLogger(__name__)
 
 PREFIX = "training-until-"
+NOTHING_TO_DO = 3  # the exit code when the window has too few labelled predictions
+
+
+class TooFewOutcomesError(DataError):
+    """Too few labelled predictions in the window to retrain on: nothing is written."""
 
 
 @dataclass(frozen=True)
@@ -243,7 +250,7 @@ def retrain_data(
     fresh = fresh_rows(predictions, outcomes, raw_header(raw), params)
     count = len(fresh.rows)
     if count < settings.min_rows:
-        raise DataError(
+        raise TooFewOutcomesError(
             f"only {count} logged predictions in the window have an outcome "
             f"(monitor.retrain.min_rows: {settings.min_rows}): nothing to retrain on yet"
         )
@@ -293,9 +300,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     params = load_params()
     folder, log_name = chosen_log(args, params)
     window = window_of(args.since, args.until, params.monitor.window_days)
-    record = retrain_data(
-        params, read_predictions(folder, *window), read_outcomes(folder), window, log_name
-    )
+    try:
+        record = retrain_data(
+            params, read_predictions(folder, *window), read_outcomes(folder), window, log_name
+        )
+    except TooFewOutcomesError as exc:
+        log.warning("%s", exc)
+        sys.exit(NOTHING_TO_DO)
     fresh = record["fresh"]
     log.info(
         "%s: %d rows (%d learned from before + %d labelled predictions of %s to %s: %s); "
