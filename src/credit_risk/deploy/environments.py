@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml as pyyaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
@@ -29,6 +29,8 @@ TAG_PATTERN = r"^[a-z0-9][a-z0-9_.-]*:[a-z0-9][a-z0-9_.-]*$"
 Tag = Annotated[str, Field(pattern=TAG_PATTERN)]
 Port = Annotated[int, Field(ge=1024, le=65535)]
 Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")]
+# A Kubernetes object name (DNS subdomain), e.g. a storage class.
+ObjectName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)]
 
 
 class Strict(BaseModel):
@@ -78,6 +80,21 @@ class ArgoCdSettings(Strict):
     revision: Annotated[str, Field(min_length=1)]  # the branch (or tag) it follows
 
 
+class PredictionLogVolume(Strict):
+    """The volume the pods share for the prediction log: a PersistentVolumeClaim that every
+    replica mounts (ReadWriteMany). Rendered only while serve.prediction_log.enabled is true."""
+
+    size: str  # what the claim requests, e.g. 50Gi
+    storage_class: ObjectName  # a class of the cluster that offers ReadWriteMany
+
+    @field_validator("size")
+    @classmethod
+    def _storage_size(cls, value: str) -> str:
+        if not re.fullmatch(r"[1-9][0-9]*(Mi|Gi|Ti)", value):
+            raise ValueError("a storage size is a whole number and Mi, Gi or Ti, e.g. 50Gi")
+        return value
+
+
 class KubernetesSettings(Strict):
     """The kubernetes target: manifests rendered from this file, applied with kubectl."""
 
@@ -89,6 +106,7 @@ class KubernetesSettings(Strict):
     min_available: Annotated[int, Field(ge=0)]  # the disruption budget
     resources: ResourceSettings
     rollout_timeout_seconds: Annotated[int, Field(ge=10, le=3600)]
+    prediction_log: PredictionLogVolume
     argocd: ArgoCdSettings
 
     @model_validator(mode="after")

@@ -6,11 +6,14 @@
 What gets written, all generated (each file says so in its first line):
 
 - ``deploy/kubernetes/base/``: the Deployment, Service, autoscaler and disruption budget that
-  every environment shares, named after the service (``serve.model_name`` in params.yaml);
+  every environment shares, named after the service (``serve.model_name`` in params.yaml), and
+  while ``serve.prediction_log.enabled`` is true the prediction log's volume: a claim that
+  every pod mounts at PREDICTION_LOG_PATH, which CREDIT_RISK_PREDICTION_LOG names;
 - ``deploy/kubernetes/overlays/<env>/``: what the environment file sets: the namespace, the
-  exact image of its release, the replicas, CPU target, budget and resources. An environment
-  whose ``release`` is null has nothing to run yet: its overlay lists no resources (an image
-  without an exact tag would be a moving reference), and Argo CD syncs nothing;
+  exact image of its release, the replicas, CPU target, budget and resources, and the log
+  volume's size and storage class. An environment whose ``release`` is null has nothing to
+  run yet: its overlay lists no resources (an image without an exact tag would be a moving
+  reference), and Argo CD syncs nothing;
 - ``deploy/argocd/<env>.yaml``: an Argo CD Application per environment that follows the
   overlay in git. Its repository is ``kubernetes.argocd.repo_url`` or, when that is null, this
   clone's ``origin`` remote; with neither, the file is not written and the render says so.
@@ -49,6 +52,7 @@ from credit_risk.deploy.environments import (
 from credit_risk.deploy.targets import DeployError, Observed
 from credit_risk.errors import ConfigError
 from credit_risk.files import write_with
+from credit_risk.monitoring.predictions import LOG_VARIABLE
 from credit_risk.stage import run
 
 log = logging.getLogger("credit_risk.deploy.kubernetes")
@@ -59,8 +63,10 @@ SERVICE_PORT = 80  # what other workloads in the cluster call
 # The user `bentoml containerize` images run as (BentoML's BENTO_UID_GID). Named by number so
 # that runAsNonRoot can be verified: the image's USER is a name.
 BENTO_UID = 1034
-SCRATCH = "/tmp"  # the only writable path: an emptyDir; the root filesystem is read-only
+SCRATCH = "/tmp"  # writable scratch space, an emptyDir: the root filesystem is read-only
 BENTOML_HOME = f"{SCRATCH}/bentoml"  # BentoML creates its folders (metrics files) here
+# Where the prediction log's volume is mounted, writable; CREDIT_RISK_PREDICTION_LOG names it.
+PREDICTION_LOG_PATH = "/var/lib/prediction-log"
 PRE_STOP_SECONDS = 5  # a stopping pod keeps serving while the endpoints stop sending it traffic
 ARGOCD_NAMESPACE = "argocd"
 IN_CLUSTER = "https://kubernetes.default.svc"  # Argo CD's name for the cluster it runs in
@@ -112,6 +118,11 @@ class Names:
     @property
     def environment(self) -> str:
         return self.key("environment")
+
+    @property
+    def prediction_log(self) -> str:
+        """The prediction log's PersistentVolumeClaim (and the pod's volume)."""
+        return f"{self.app}-prediction-log"
 
 
 def image_of(release: Release, registry: str | None) -> tuple[str, str]:
@@ -213,20 +224,42 @@ def base_files(names: Names, serve: Serve) -> dict[str, str]:
     app = names.app
     labels = {NAME: app, "app.kubernetes.io/component": "scoring-service"}
     selector = {NAME: app}
+    logged = serve.prediction_log.enabled
     header = [
         *_generated_from(str(DEFAULT_PARAMS), "src/credit_risk/deploy/kubernetes.py"),
         "The base every overlay (deploy/kubernetes/overlays/<env>) starts from; the overlay sets",
         "the namespace, the exact image, replicas, CPU target, disruption budget and resources.",
+        *(["It sets the prediction log volume's size and storage class too."] if logged else []),
     ]
+    env = [
+        {"name": "BENTOML_HOME", "value": BENTOML_HOME},
+        {"name": "BENTOML_DO_NOT_TRACK", "value": "true"},
+    ]
+    mounts = [{"name": "scratch", "mountPath": SCRATCH}]
+    volumes: list[dict[str, Any]] = [{"name": "scratch", "emptyDir": {"sizeLimit": "256Mi"}}]
+    pod_security = {
+        "runAsNonRoot": True,
+        "runAsUser": BENTO_UID,
+        "runAsGroup": BENTO_UID,
+        "fsGroup": BENTO_UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    if logged:
+        # Every pod appends to files of its own in the shared folder (the root filesystem stays
+        # read-only; the mount is writable).
+        env.append({"name": LOG_VARIABLE, "value": PREDICTION_LOG_PATH})
+        mounts.append({"name": "prediction-log", "mountPath": PREDICTION_LOG_PATH})
+        claim = {"claimName": names.prediction_log}
+        volumes.append({"name": "prediction-log", "persistentVolumeClaim": claim})
+        # fsGroup makes the volume the service's group, where the storage supports it; by
+        # default the kubelet would walk every logged file at each pod start to do so.
+        pod_security["fsGroupChangePolicy"] = "OnRootMismatch"
     container = {
         "name": app,
         "image": app,  # a placeholder that each overlay's `images:` replaces with an exact tag
         "imagePullPolicy": "IfNotPresent",  # a bento version is content-addressed: never moves
         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
-        "env": [
-            {"name": "BENTOML_HOME", "value": BENTOML_HOME},
-            {"name": "BENTOML_DO_NOT_TRACK", "value": "true"},
-        ],
+        "env": env,
         # Started: the server answers /livez (within 90 s); the other probes wait for it.
         # Ready: the model is loaded and warmed up (/readyz 200, a few seconds later), checked
         # every 5 s; only ready pods get traffic. Alive: /livez, or the container restarts.
@@ -240,7 +273,7 @@ def base_files(names: Names, serve: Serve) -> dict[str, str]:
             "runAsNonRoot": True,
             "capabilities": {"drop": ["ALL"]},
         },
-        "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}],
+        "volumeMounts": mounts,
     }
     deployment = {
         "apiVersion": "apps/v1",
@@ -270,13 +303,7 @@ def base_files(names: Names, serve: Serve) -> dict[str, str]:
                     "enableServiceLinks": False,
                     # After preStop, in-flight requests get the service's own timeout to finish.
                     "terminationGracePeriodSeconds": PRE_STOP_SECONDS + serve.timeout_seconds + 5,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": BENTO_UID,
-                        "runAsGroup": BENTO_UID,
-                        "fsGroup": BENTO_UID,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": pod_security,
                     "topologySpreadConstraints": [
                         {
                             "maxSkew": 1,
@@ -286,7 +313,7 @@ def base_files(names: Names, serve: Serve) -> dict[str, str]:
                         }
                     ],
                     "containers": [container],
-                    "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "256Mi"}}],
+                    "volumes": volumes,
                 },
             },
         },
@@ -331,6 +358,23 @@ def base_files(names: Names, serve: Serve) -> dict[str, str]:
         "hpa.yaml": autoscaler,
         "pdb.yaml": budget,
     }
+    if logged:
+        objects["pvc.yaml"] = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {
+                "name": names.prediction_log,
+                "labels": labels,
+                # Outcomes still arrive for scores a year old: should the claim leave git,
+                # Argo CD keeps it rather than prune it.
+                "annotations": {"argocd.argoproj.io/sync-options": "Prune=false"},
+            },
+            "spec": {
+                "accessModes": ["ReadWriteMany"],  # every replica writes to the one folder
+                # Each overlay sets the size and the storage class from its environment file.
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        }
     kustomization = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
@@ -348,7 +392,9 @@ def _cpu_metric(percent: int) -> dict[str, Any]:
 # ---- an overlay: what one environment file sets ---------------------------------------------
 
 
-def overlay_files(name: str, environment: Environment, names: Names) -> dict[str, str]:
+def overlay_files(
+    name: str, environment: Environment, names: Names, serve: Serve
+) -> dict[str, str]:
     """The overlay's files by name, for environment ``name``."""
     source = (REPOSITORY.folder / f"{name}.yaml").as_posix()
     header = _generated_from(source)
@@ -415,6 +461,17 @@ def overlay_files(name: str, environment: Environment, names: Names) -> dict[str
             "spec": {"minAvailable": settings.min_available},
         },
     }
+    if serve.prediction_log.enabled:  # the base has the claim only then
+        volume = settings.prediction_log
+        patches["pvc-patch.yaml"] = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": names.prediction_log},
+            "spec": {
+                "storageClassName": volume.storage_class,
+                "resources": {"requests": {"storage": volume.size}},
+            },
+        }
     namespace = {
         "apiVersion": "v1",
         "kind": "Namespace",
@@ -541,7 +598,7 @@ def rendering(folder: Path, params: Path, repo_url: RepoUrl) -> Rendering:
     warnings = []
     for name in environment_names(folder):
         environment = load_environment(name, folder)
-        overlay = overlay_files(name, environment, names)
+        overlay = overlay_files(name, environment, names, serve)
         files.update({layout.overlay(name) / file: text for file, text in overlay.items()})
         url, why = repo_url(folder, name, environment)
         if url is not None:
@@ -668,7 +725,7 @@ class KubernetesTarget:
         """Render the overlay with ``release``, apply it and wait for the rollout; a rollout
         that fails is undone, the previous overlay files come back and a DeployError says why."""
         environment = self.environment.model_copy(update={"release": release})
-        files = overlay_files(self.name, environment, self.names)
+        files = overlay_files(self.name, environment, self.names, self.serve)
         saved = _snapshot(self.overlay)
         _write({self.overlay / file: text for file, text in files.items()}, list(saved))
         seconds = self.settings.rollout_timeout_seconds

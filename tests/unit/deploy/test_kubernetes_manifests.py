@@ -32,6 +32,7 @@ from credit_risk.deploy.kubernetes import (
     BENTO_UID,
     HTTP_PORT,
     MARKER,
+    PREDICTION_LOG_PATH,
     Layout,
     Names,
     check,
@@ -42,6 +43,7 @@ from credit_risk.deploy.kubernetes import (
     render_all,
 )
 from credit_risk.errors import ConfigError
+from credit_risk.monitoring.predictions import LOG_VARIABLE
 
 # The oldest Kubernetes the manifests are written for, and the newest whose schemas ship.
 KUBERNETES_VERSIONS = ("1.30", kubernetes_validate.latest_version())
@@ -105,6 +107,7 @@ def test_every_object_an_overlay_makes_validates(released: Path, environment: st
         "Service",
         "HorizontalPodAutoscaler",
         "PodDisruptionBudget",
+        "PersistentVolumeClaim",
     }
     for item in objects.values():
         validate(item)
@@ -169,6 +172,53 @@ def test_the_pods_run_hardened(released: Path) -> None:
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == str(HTTP_PORT)
     assert annotations["prometheus.io/path"] == "/metrics"
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_the_prediction_log_is_written_to_the_environments_volume(
+    released: Path, environment: str
+) -> None:
+    volume = load_environment(environment, released).kubernetes.prediction_log
+    objects = built(released, environment)
+    claim = objects["PersistentVolumeClaim"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]  # every replica writes to it
+    assert claim["spec"]["storageClassName"] == volume.storage_class
+    assert claim["spec"]["resources"]["requests"]["storage"] == volume.size
+
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    folder = env[LOG_VARIABLE]
+    (mount,) = [item for item in container["volumeMounts"] if item["mountPath"] == folder]
+    assert not mount.get("readOnly") and not mount.get("subPath")
+    (source,) = [item for item in pod["volumes"] if item["name"] == mount["name"]]
+    assert source["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    # The mount is the one writable place besides the scratch folder, and the pod's group owns
+    # it (where the storage lets fsGroup act) without a walk through every file at each start.
+    assert container["securityContext"]["readOnlyRootFilesystem"]
+    assert pod["securityContext"]["fsGroup"] == BENTO_UID
+    assert pod["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
+
+
+def test_with_the_log_disabled_no_volume_is_rendered(tmp_path: Path) -> None:
+    """serve.prediction_log.enabled is the one switch: off, no claim, mount or variable."""
+    folder = with_releases(tmp_path)
+    params = tmp_path / "params.yaml"
+    render_all(folder, params)
+    edit(params, {"serve.prediction_log.enabled": False})
+    assert any("pvc" in line for line in check(folder, params))
+    render_all(folder, params)
+    assert check(folder, params) == []
+    for environment in ENVIRONMENTS:
+        objects = built(folder, environment)
+        assert "PersistentVolumeClaim" not in objects
+        pod = objects["Deployment"]["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert LOG_VARIABLE not in {item["name"] for item in container["env"]}
+        assert PREDICTION_LOG_PATH not in {item["mountPath"] for item in container["volumeMounts"]}
+        assert [volume["name"] for volume in pod["volumes"]] == ["scratch"]
+        for item in objects.values():
+            validate(item)
 
 
 def test_the_pods_run_as_the_user_bentoml_images_have() -> None:

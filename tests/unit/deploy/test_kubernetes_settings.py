@@ -27,6 +27,14 @@ def bad_settings(environment: str) -> list[tuple[dict[str, Any], str]]:
         ({"kubernetes.rollout_timeout_seconds": 1}, "kubernetes.rollout_timeout_seconds"),
         ({"kubernetes.resources.limits.memory": "2 GB"}, "kubernetes.resources.limits.memory"),
         ({"kubernetes.argocd.revision": ""}, "kubernetes.argocd.revision"),
+        ({"kubernetes.prediction_log.size": "50 GB"}, "kubernetes.prediction_log.size"),
+        ({"kubernetes.prediction_log.size": "500m"}, "kubernetes.prediction_log.size"),
+        ({"kubernetes.prediction_log.size": 50}, "kubernetes.prediction_log.size"),
+        (
+            {"kubernetes.prediction_log.storage_class": "Fast SSD"},
+            "kubernetes.prediction_log.storage_class",
+        ),
+        ({"kubernetes.prediction_log": None}, "kubernetes.prediction_log"),
     ]
 
 
@@ -45,6 +53,13 @@ def test_a_misspelled_kubernetes_key_is_named(environment: str) -> None:
     path = ROOT / "deploy" / f"{environment}.yaml"
     text = edited(path, {"kubernetes.max_replica": 3}, new=True)
     with pytest.raises(ConfigError, match=r"kubernetes\.max_replica: unknown key"):
+        parse_environment(text, path)
+
+
+def test_a_bad_log_volume_size_says_what_a_size_is() -> None:
+    path = ROOT / "deploy" / f"{ENVIRONMENTS[0]}.yaml"
+    text = edited(path, {"kubernetes.prediction_log.size": "50GB"})
+    with pytest.raises(ConfigError, match=r"kubernetes\.prediction_log\.size: .*Mi, Gi or Ti"):
         parse_environment(text, path)
 
 
