@@ -94,8 +94,9 @@ fetch-log: setup ## Copy the window of a log kept elsewhere here: make fetch-log
 	@test -n "$(FROM)" || { echo "usage: make fetch-log FROM=<s3://bucket/path or folder> [SINCE= UNTIL=] (into $(MONITOR_FETCHED))"; exit 2; }
 	$(FETCH_FIRST) true
 
-retrain-data: setup ## The window's labelled predictions + the rows learned from -> next training source [FROM=|LOG=|ENV= SINCE= UNTIL=]
-	$(FETCH_FIRST) python -m credit_risk.monitoring.retrain $(LOG_ARGS) $(WINDOW_ARGS)
+retrain-data: setup ## Rows learned from + outcomes received since the last retraining -> next training source [FROM=|LOG=|ENV= SINCE= UNTIL=]
+	$(if $(FROM),python -m credit_risk.monitoring.fetch "$(FROM)" "$(MONITOR_FETCHED)" --outcome-horizon $(WINDOW_ARGS) &&) \
+		python -m credit_risk.monitoring.retrain $(LOG_ARGS) $(WINDOW_ARGS)
 
 bench-monitor: setup ## Time make monitor on 1M logged predictions, against 100k in the same run
 	$(PYTHON) benchmarks/monitor.py

@@ -1,6 +1,7 @@
 """`make fetch-log`: copy a window of a prediction log kept elsewhere into a local folder.
 
     python -m credit_risk.monitoring.fetch URL DEST [--since WHEN] [--until WHEN]
+    python -m credit_risk.monitoring.fetch URL DEST --outcome-horizon [--until WHEN]
 
 URL is the folder an environment's replicas log to, as fsspec names it: ``s3://bucket/path``
 (credentials and ``AWS_ENDPOINT_URL`` from the environment, as for the DVC remote), a local
@@ -9,6 +10,9 @@ path, or any other filesystem fsspec knows. The day partitions the window touche
 already in DEST with the same size is skipped, so a scheduled job fetches only what is new.
 Each file arrives under a temporary name and is renamed when complete: an interrupted fetch
 leaves no half file for the monitor to read. Then `make monitor LOG=DEST` judges it.
+--outcome-horizon fetches instead every day up to ``serve.prediction_log.max_outcome_age_days``
+before --until: the predictions that outcomes received in any window up to then may name (what
+`make retrain-data` joins).
 """
 
 from __future__ import annotations
@@ -100,13 +104,23 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("url", help="where the environment logs: s3://bucket/path, a folder...")
     parser.add_argument("destination", type=Path, help="the local folder to copy into")
     add_window_arguments(parser, choose_log=False)
+    parser.add_argument(
+        "--outcome-horizon",
+        action="store_true",
+        help="every day that outcomes up to --until may name "
+        "(serve.prediction_log.max_outcome_age_days before it)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = _arguments(argv)
     params = load_params()
-    window = window_of(args.since, args.until, params.monitor.window_days)
+    if args.outcome_horizon:
+        days = params.serve.prediction_log.max_outcome_age_days + 1
+        window = window_of(None, args.until, days)
+    else:
+        window = window_of(args.since, args.until, params.monitor.window_days)
     done = fetch(args.url, args.destination, window)
     log.info(
         "%s -> %s: %d files copied (%.1f MB), %d already here",

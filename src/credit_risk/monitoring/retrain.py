@@ -1,14 +1,18 @@
-"""`make retrain-data`: the window's labelled predictions become the next training source.
+"""`make retrain-data`: the outcomes received since the last retraining become training rows.
 
     python -m credit_risk.monitoring.retrain [--log DIR | --env NAME] [--since WHEN] [--until WHEN]
 
-The predictions logged in the window (``monitor.window_days`` up to now, as `make monitor`) that
-have a known outcome are written in the data contract's raw format: the columns of
-``paths.raw`` in its order, the target in the contract's values. They are appended to
-``paths.raw`` itself (exactly the rows the current model was split, trained and tested on) as
-one new file, ``monitor.retrain.folder``/training-until-<window end>.csv.gz, and params.yaml's
-ingest is pointed at it (``source: file``), comments kept. The pipeline then retrains on the
-old rows plus the fresh ones; `make repro` sees the new source and reruns every stage.
+The window is one of outcome arrival: every outcome received from --since (default: the end of
+the last window the current training source holds, or the first outcome) until --until
+(default: now), joined to the prediction it names (logged up to
+``serve.prediction_log.max_outcome_age_days`` earlier: a loan's outcome comes long after its
+score). Those labelled predictions are written in the data contract's raw format (the columns
+of the training rows in their order, the target in the contract's values) and appended to the
+training rows as ingest reads them now (``ingest.file``, byte for byte; for a synthetic source,
+``paths.raw``, ingest's last output) as one new file,
+``monitor.retrain.folder``/training-until-<window end>.csv.gz; params.yaml's ingest is pointed
+at it (``source: file``), comments kept. `make repro` then retrains on the old rows plus the
+fresh ones.
 
 Beside the data, ``<name>.json`` records where the rows came from (the base's md5 and rows,
 the window, outcomes by label, model versions, the log) and every window added so far: a
@@ -17,11 +21,10 @@ repository the data file is `dvc add`-ed: git keeps the pointer and the record, 
 the rows (they are personal data).
 
 Nothing is written (and params.yaml is untouched) when: fewer than ``monitor.retrain.min_rows``
-labelled predictions are in the window (exit code 3: nothing is wrong, there is nothing to learn
-from yet; a workflow tells this from a failure, exit code 1); the window overlaps one already
-added; the log does not keep a column the contract needs
-(``serve.prediction_log.keep_attributes``); or the rows together break the data contract (the
-problems are listed, as the validate stage would).
+outcomes arrived in the window (exit code 3: nothing is wrong, there is nothing to learn from
+yet; a workflow tells this from a failure, exit code 1); the window overlaps one already added;
+the log does not keep a column the contract needs (``serve.prediction_log.keep_attributes``);
+or the rows together break the data contract (listed, as the validate stage would).
 """
 
 from __future__ import annotations
@@ -31,21 +34,20 @@ import gzip
 import io
 import json
 import logging
-import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import pandas as pd
 
 from credit_risk.config import DEFAULT_PARAMS, Params, load_params
 from credit_risk.errors import ConfigError, DataError
 from credit_risk.files import md5, write_json, write_with
-from credit_risk.monitoring.job import add_window_arguments, chosen_log, window_of
+from credit_risk.monitoring.job import add_window_arguments, chosen_log
 from credit_risk.monitoring.performance import labelled
 from credit_risk.monitoring.predictions import read_outcomes, read_predictions
 from credit_risk.schema import POSITIVE_CLASS, column_specs, contract, target_column
@@ -56,18 +58,18 @@ from credit_risk.yamlfile import round_trip_yaml
 log = logging.getLogger(__name__)
 
 PREFIX = "training-until-"
-NOTHING_TO_DO = 3  # the exit code when the window has too few labelled predictions
+NOTHING_TO_DO = 3  # the exit code when too few outcomes arrived in the window
 
 
 class TooFewOutcomesError(DataError):
-    """Too few labelled predictions in the window to retrain on: nothing is written."""
+    """Too few outcomes arrived in the window to retrain on: nothing is written."""
 
 
 @dataclass(frozen=True)
 class FreshRows:
     """A window's labelled predictions in the raw data's format, and what they came from."""
 
-    rows: pd.DataFrame  # the columns of paths.raw, in its order, as the CSV will hold them
+    rows: pd.DataFrame  # the training rows' columns, in their order, as the CSV will hold them
     outcomes: dict[str, int]  # rows per outcome, in the contract's words
     model_versions: dict[str, int]
 
@@ -95,32 +97,63 @@ def windows_added(source: Path) -> list[dict[str, str]]:
     return found
 
 
-def refuse_overlap(window: tuple[datetime, datetime], added: list[dict[str, str]]) -> None:
-    since, until = window
-    for earlier in added:
-        first, last = _interval(earlier)
-        if since < last and first < until:
-            raise DataError(
-                f"the window {since.isoformat()} to {until.isoformat()} overlaps one whose rows "
-                f"the training source already holds ({first.isoformat()} to {last.isoformat()}): "
-                "outcomes would be learned twice; choose --since at or after its end"
-            )
-
-
-def raw_header(raw: Path) -> list[str]:
-    """The column names of the raw data, in their order (its first line)."""
-    if not raw.is_file():
-        raise DataError(
-            f"{raw}: the rows the model learned from are not here (paths.raw); "
-            "run `make repro` (or `dvc pull`) first"
+def outcome_window(
+    since: datetime | None, until: datetime | None, added: list[dict[str, str]]
+) -> tuple[datetime | None, datetime]:
+    """The window of outcome arrival: by default from the end of the last window added (or the
+    beginning) to now. One that overlaps a window added before is refused."""
+    end = until or datetime.now(UTC)
+    last = max((_interval(earlier)[1] for earlier in added), default=None)
+    start = since if since is not None else last
+    if start is not None and start >= end:
+        why = (
+            "--since must be before --until"
+            if since is not None
+            else "the training source holds the outcomes up to its start already"
         )
-    return list(pd.read_csv(raw, nrows=0, dtype=str).columns)
+        raise DataError(f"the window {start.isoformat()} to {end.isoformat()} is empty: {why}")
+    for earlier in added:
+        first, final = _interval(earlier)
+        if (start is None or start < final) and first < end:
+            raise DataError(
+                f"outcomes received from {start.isoformat() if start else 'the first'} to "
+                f"{end.isoformat()} overlap a window the training source already holds "
+                f"({first.isoformat()} to {final.isoformat()}): they would be learned twice; "
+                "leave --since out (it then starts where the last window ended)"
+            )
+    return start, end
+
+
+def base_rows_file(params: Params) -> Path:
+    """The training rows as ingest reads them now: its source file, or for a synthetic source
+    its last output (paths.raw)."""
+    base = params.ingest.file if params.ingest.source == "file" else params.paths.raw
+    if not base.is_file():
+        raise DataError(
+            f"{base}: the rows the model learned from are not here "
+            f"({'ingest.file' if params.ingest.source == 'file' else 'paths.raw'}); "
+            "run `dvc pull` (or `make repro`) first"
+        )
+    return base
+
+
+def _open(path: Path) -> BinaryIO:
+    """A CSV file's bytes, decompressed when it is gzip-compressed (.gz), as ingest reads it."""
+    if path.suffix == ".gz":
+        return cast(BinaryIO, gzip.open(path, "rb"))
+    return cast(BinaryIO, path.open("rb"))
+
+
+def raw_header(base: Path) -> list[str]:
+    """The column names of the training rows, in their order (the first line)."""
+    with _open(base) as handle:
+        return list(pd.read_csv(handle, nrows=0, dtype=str).columns)
 
 
 def fresh_rows(
     predictions: pd.DataFrame, outcomes: pd.DataFrame, header: Sequence[str], params: Params
 ) -> FreshRows:
-    """The predictions that have an outcome, as rows of the raw data (columns ``header``)."""
+    """The predictions that have one of ``outcomes``, as rows of the raw data (``header``)."""
     joined = labelled(predictions, outcomes) if len(predictions) and len(outcomes) else None
     if joined is None or joined.empty:
         return FreshRows(pd.DataFrame(columns=list(header)), {}, {})
@@ -163,48 +196,42 @@ def fresh_rows(
 
 
 def _csv_body(rows: pd.DataFrame) -> bytes:
-    """The rows as CSV lines without the header (the raw file's header already names them)."""
+    """The rows as CSV lines without the header (the base file's header already names them)."""
     buffer = io.StringIO()
     rows.to_csv(buffer, index=False, header=False, lineterminator="\n")
     return buffer.getvalue().encode("utf-8")
 
 
-def _ends_with_newline(path: Path) -> bool:
-    with path.open("rb") as handle:
-        handle.seek(0, 2)
-        if handle.tell() == 0:
-            return True
-        handle.seek(-1, 2)
-        return handle.read(1) == b"\n"
-
-
-def write_source(raw: Path, fresh: pd.DataFrame, target: Path) -> None:
-    """``raw`` byte for byte, then ``fresh``'s rows, gzip-compressed into ``target``
+def write_source(base: Path, fresh: pd.DataFrame, target: Path) -> None:
+    """``base``'s bytes (decompressed), then ``fresh``'s rows, gzip-compressed into ``target``
     (gzip's timestamp left out, so the same rows give the same bytes)."""
 
     def write(tmp: Path) -> None:
         with tmp.open("wb") as sink, gzip.GzipFile(fileobj=sink, mode="wb", mtime=0) as out:
-            with raw.open("rb") as source:
-                shutil.copyfileobj(source, out, length=1 << 20)
-            if not _ends_with_newline(raw):
+            last = b"\n"
+            with _open(base) as source:
+                while chunk := source.read(1 << 20):
+                    out.write(chunk)
+                    last = chunk[-1:]
+            if last != b"\n":
                 out.write(b"\n")
             out.write(_csv_body(fresh))
 
     write_with(target, write)
 
 
-def check_contract(raw: Path, fresh: pd.DataFrame, max_examples: int) -> int:
+def check_contract(base: Path, fresh: pd.DataFrame, max_examples: int) -> int:
     """The old and fresh rows together must satisfy the data contract, as validate will ask;
-    return how many rows ``raw`` holds."""
-    old = read_csv(raw)
+    return how many rows ``base`` holds."""
+    old = read_csv(base)
     text = pd.read_csv(io.BytesIO(_csv_body(fresh)), names=list(fresh.columns), dtype=str)
     both = pd.concat([old, text], ignore_index=True)
     typed, problems = validate(both, max_examples)
     if typed is None:
         listing = "\n".join(f"  - {problem.describe()}" for problem in problems)
         raise DataError(
-            f"the logged rows with their outcomes, appended to {raw}, break the data contract "
-            f"(line numbers count from {raw}'s first row):\n{listing}"
+            f"the logged rows with their outcomes, appended to {base}, break the data contract "
+            f"(line numbers count from {base}'s first row):\n{listing}"
         )
     return len(old)
 
@@ -235,50 +262,59 @@ def track(data_file: Path) -> bool:
 
 def retrain_data(
     params: Params,
-    predictions: pd.DataFrame,
-    outcomes: pd.DataFrame,
-    window: tuple[datetime, datetime],
+    folder: Path,
+    since: datetime | None,
+    until: datetime | None,
     log_name: str,
     params_file: Path = DEFAULT_PARAMS,
 ) -> dict[str, Any]:
-    """Write the next training source from a window's labelled predictions; return its record."""
+    """Write the next training source from the outcomes received in the window; return its
+    record."""
     settings = params.monitor.retrain
     source = params.ingest.file if params.ingest.source == "file" else None
     added = windows_added(source) if source is not None else []
-    refuse_overlap(window, added)
-    raw = params.paths.raw
-    fresh = fresh_rows(predictions, outcomes, raw_header(raw), params)
+    start, end = outcome_window(since, until, added)
+    outcomes = read_outcomes(folder)
+    received = outcomes["received_at"]
+    chosen = outcomes[(received < end) & (received >= start if start is not None else True)]
+    oldest = (start or (chosen["received_at"].min() if len(chosen) else end)) - timedelta(
+        days=params.serve.prediction_log.max_outcome_age_days + 1
+    )
+    predictions = read_predictions(folder, oldest, end) if len(chosen) else outcomes.iloc[:0]
+    base = base_rows_file(params)
+    fresh = fresh_rows(predictions, chosen, raw_header(base), params)
     count = len(fresh.rows)
     if count < settings.min_rows:
         raise TooFewOutcomesError(
-            f"only {count} logged predictions in the window have an outcome "
+            f"only {count} outcomes of logged predictions arrived in the window "
             f"(monitor.retrain.min_rows: {settings.min_rows}): nothing to retrain on yet"
         )
-    base_rows = check_contract(raw, fresh.rows, params.validate_.max_examples)
-    since, until = window
-    target = settings.folder / f"{PREFIX}{until.strftime('%Y%m%dT%H%M%SZ')}.csv.gz"
+    base_rows = check_contract(base, fresh.rows, params.validate_.max_examples)
+    first = start or chosen["received_at"].min().to_pydatetime()
+    target = settings.folder / f"{PREFIX}{end.strftime('%Y%m%dT%H%M%SZ')}.csv.gz"
     if target.exists():
         raise DataError(f"{target} exists already: a source for this window end was written")
+    window = _window(first, end)
     record = {
         "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "data": target.as_posix(),
         "base": {
-            "file": raw.as_posix(),
-            "md5": md5(raw),
+            "file": base.as_posix(),
+            "md5": md5(base),
             "rows": base_rows,
             "ingest": params.ingest.model_dump(mode="json"),
         },
         "fresh": {
             "rows": count,
-            "window": _window(since, until),
+            "received": window,
             "outcomes": fresh.outcomes,
             "model_versions": fresh.model_versions,
             "log": log_name,
         },
         "rows": base_rows + count,
-        "windows": [*added, _window(since, until)],
+        "windows": [*added, window],
     }
-    write_source(raw, fresh.rows, target)
+    write_source(base, fresh.rows, target)
     write_json(record_of(target), record)
     record["tracked_by_dvc"] = track(target)
     point_ingest_at(params_file, target)
@@ -288,8 +324,9 @@ def retrain_data(
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m credit_risk.monitoring.retrain",
-        description="Append the window's labelled predictions to the training rows as the next "
-        "training source, and point params.yaml's ingest at it.",
+        description="Append the predictions whose outcomes arrived in the window (by default since "
+        "the last retraining) to the training rows, as the next training source that "
+        "params.yaml's ingest reads.",
     )
     add_window_arguments(parser)
     return parser.parse_args(argv)
@@ -299,24 +336,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = _arguments(argv)
     params = load_params()
     folder, log_name = chosen_log(args, params)
-    window = window_of(args.since, args.until, params.monitor.window_days)
     try:
-        record = retrain_data(
-            params, read_predictions(folder, *window), read_outcomes(folder), window, log_name
-        )
+        record = retrain_data(params, folder, args.since, args.until, log_name)
     except TooFewOutcomesError as exc:
         log.warning("%s", exc)
         sys.exit(NOTHING_TO_DO)
     fresh = record["fresh"]
     log.info(
-        "%s: %d rows (%d learned from before + %d labelled predictions of %s to %s: %s); "
-        "params.yaml's ingest reads it now: run `make repro`",
+        "%s: %d rows (%d learned from before + %d labelled predictions whose outcomes arrived "
+        "from %s to %s: %s); params.yaml's ingest reads it now: run `make repro`",
         record["data"],
         record["rows"],
         record["base"]["rows"],
         fresh["rows"],
-        fresh["window"]["since"],
-        fresh["window"]["until"],
+        fresh["received"]["since"],
+        fresh["received"]["until"],
         ", ".join(f"{n} {word}" for word, n in fresh["outcomes"].items()),
     )
 

@@ -12,6 +12,7 @@ import boto3
 import pandas as pd
 import pytest
 
+from credit_risk.config import Params
 from credit_risk.errors import ConfigError
 from credit_risk.monitoring.fetch import fetch, main
 from credit_risk.monitoring.predictions import read_outcomes, read_predictions
@@ -65,6 +66,16 @@ def test_the_window_and_every_outcome_are_copied_and_a_second_fetch_copies_only_
     assert again.copied >= 1 and again.skipped >= 1
     assert len(read_predictions(here, *window)) == 450
     assert not list(here.rglob("*.tmp"))  # no half file left behind
+
+
+def test_the_outcome_horizon_takes_every_day_an_outcome_may_name(
+    tmp_path: Path, remote_log: Path, params: Params
+) -> None:
+    """What retrain-data needs: an outcome received today may name a score of long ago."""
+    assert params.serve.prediction_log.max_outcome_age_days > 30  # the fixture's oldest day
+    here = tmp_path / "here"
+    main([str(remote_log), str(here), "--outcome-horizon"])
+    assert files(here) == files(remote_log)
 
 
 def test_a_location_that_is_not_a_log_is_a_clear_error(tmp_path: Path) -> None:

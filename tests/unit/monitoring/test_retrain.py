@@ -18,7 +18,6 @@ import yaml
 
 from credit_risk.config import Params, load_params
 from credit_risk.errors import ConfigError, DataError
-from credit_risk.ingest import copy_source
 from credit_risk.monitoring import retrain
 from credit_risk.monitoring.predictions import LOG_VARIABLE, logged_features, read_predictions
 from credit_risk.monitoring.simulate import Model, write_log, write_outcomes
@@ -28,13 +27,20 @@ from credit_risk.validate import read_csv, validate
 
 ROOT = Path(__file__).resolve().parents[3]
 NOW = datetime.now(UTC)
+MINUTE = timedelta(minutes=1)
+
+
+def at(minutes: int) -> str:
+    """A time ``minutes`` after NOW, as the command line takes it."""
+    return (NOW + minutes * MINUTE).isoformat()
 
 
 @pytest.fixture
 def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, params: Params) -> Path:
-    """params.yaml and the raw rows the model learned from (ingest's copy of the source)."""
+    """params.yaml and the training rows ingest reads (its source file)."""
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
-    copy_source(ROOT / params.ingest.file, tmp_path / params.paths.raw)
+    (tmp_path / params.ingest.file).parent.mkdir(parents=True)
+    shutil.copy(ROOT / params.ingest.file, tmp_path / params.ingest.file)
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(LOG_VARIABLE, raising=False)
     return tmp_path
@@ -49,15 +55,16 @@ def log_window(
     share: float,
     seed: int,
     features: list[str] | None = None,
+    received: datetime = NOW,
 ) -> pd.DataFrame:
-    """Log ``rows`` drawn from the source over the last day; a ``share`` of them get their true
-    outcome. Returns the drawn rows with request_id and row."""
+    """Log ``rows`` drawn from the source over the day before NOW; a ``share`` of them get their
+    true outcome, received at ``received``. Returns the drawn rows with request_id and row."""
     frame = generate(source, rows, seed)
     kept = features or logged_features(
         params.evaluate.protected_attributes, params.serve.prediction_log.keep_attributes
     )
     keys = write_log(folder, frame, model, kept, NOW, days=1, batch=40, prefix=f"r{seed}")
-    write_outcomes(folder, keys, positive_labels(frame), share, 0.0, seed, NOW)
+    write_outcomes(folder, keys, positive_labels(frame), share, 0.0, seed, received)
     return pd.concat([frame.reset_index(drop=True), keys[["request_id", "row"]]], axis=1)
 
 
@@ -76,7 +83,7 @@ def test_labelled_rows_are_appended_to_the_raw_rows_and_ingest_reads_them(
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=workspace, check=True)
     folder = workspace / "log"
     drawn = log_window(folder, params, model, source, 800, share=0.5, seed=51)
-    retrain.main(["--log", str(folder)])
+    retrain.main(["--log", str(folder), "--until", at(1)])
 
     updated = load_params(workspace / "params.yaml")
     new_file = updated.ingest.file
@@ -90,7 +97,7 @@ def test_labelled_rows_are_appended_to_the_raw_rows_and_ingest_reads_them(
         == yaml.safe_load((ROOT / "params.yaml").read_text())["monitor"]
     )  # nothing else changed
 
-    raw = (workspace / params.paths.raw).read_bytes()
+    raw = gzip.decompress((ROOT / params.ingest.file).read_bytes())
     written = gzip.decompress((workspace / new_file).read_bytes())
     assert written.startswith(raw)  # the rows learned from, byte for byte
     both = read_csv(workspace / new_file)
@@ -131,14 +138,23 @@ def test_labelled_rows_are_appended_to_the_raw_rows_and_ingest_reads_them(
     assert (workspace / f"{new_file}.dvc").is_file()  # git keeps the pointer, not the rows
     assert new_file.name in (workspace / new_file.parent / ".gitignore").read_text()
 
-    # The next window is added on top, and its record carries both windows; the same window
-    # again is refused (its outcomes would be learned twice).
-    with pytest.raises(DataError, match="overlaps"):
-        retrain.main(["--log", str(folder)])
-    later = (NOW + timedelta(days=1)).isoformat()
-    log_window(folder, params, model, source, 300, share=0.6, seed=52)
-    with pytest.raises(DataError, match="overlaps"):
-        retrain.main(["--log", str(folder), "--until", later])
+    # Nothing new since: nothing to do (not a failure). Outcomes already learned: refused.
+    with pytest.raises(SystemExit) as stop:
+        retrain.main(["--log", str(folder), "--until", at(2)])
+    assert stop.value.code == retrain.NOTHING_TO_DO
+    with pytest.raises(DataError, match="overlap a window the training source already holds"):
+        retrain.main(["--log", str(folder), "--since", at(-60), "--until", at(3)])
+
+    # Outcomes that arrive later are added on top of the first file, with both windows.
+    log_window(folder, params, model, source, 400, share=0.6, seed=52, received=NOW + 5 * MINUTE)
+    retrain.main(["--log", str(folder), "--until", at(10)])
+    second = load_params(workspace / "params.yaml").ingest.file
+    assert second != new_file
+    assert gzip.decompress((workspace / second).read_bytes()).startswith(written)
+    record2 = json.loads(retrain.record_of(workspace / second).read_text())
+    assert record2["windows"] == [record["windows"][0], record2["fresh"]["received"]]
+    assert record2["base"]["rows"] == record["rows"]
+    assert 150 < record2["fresh"]["rows"] < 330  # about 0.6 of 400
 
 
 def test_refusals_write_nothing(workspace, params, model, source, caplog) -> None:
@@ -146,9 +162,9 @@ def test_refusals_write_nothing(workspace, params, model, source, caplog) -> Non
     log_window(folder, params, model, source, 300, share=0.1, seed=53)
     before = snapshot(workspace)
     with pytest.raises(SystemExit) as stop:
-        retrain.main(["--log", str(folder)])
+        retrain.main(["--log", str(folder), "--until", at(1)])
     assert stop.value.code == retrain.NOTHING_TO_DO  # not a failure: nothing to learn yet
-    assert "have an outcome (monitor.retrain.min_rows" in caplog.text
+    assert "arrived in the window (monitor.retrain.min_rows" in caplog.text
     assert snapshot(workspace) == before
 
     protected = [
@@ -165,9 +181,9 @@ def test_refusals_write_nothing(workspace, params, model, source, caplog) -> Non
     log_window(partial, params, model, source, 400, share=0.9, seed=54,
                features=[n for n in every if n != protected[0]])  # fmt: skip
     with pytest.raises(ConfigError, match=rf"does not keep \['{protected[0]}'\].*keep_attributes"):
-        retrain.main(["--log", str(partial)])
+        retrain.main(["--log", str(partial), "--until", at(1)])
     assert snapshot(workspace) == before
 
-    shutil.rmtree(workspace / params.paths.raw.parent)
-    with pytest.raises(DataError, match=r"paths\.raw"):
-        retrain.main(["--log", str(folder)])
+    (workspace / params.ingest.file).unlink()
+    with pytest.raises(DataError, match=r"not here \(ingest\.file\)"):
+        retrain.main(["--log", str(folder), "--until", at(1)])
