@@ -41,6 +41,7 @@ def _verdict() -> dict[str, Any]:
 def outputs() -> None:
     settings = load_params().monitor
     verdict = _verdict()
+    paths = (settings.report, settings.html, settings.summary)
     lines = [
         f"alarm={str(verdict['alarm']).lower()}",
         f"since={verdict['window']['since']}",
@@ -48,10 +49,12 @@ def outputs() -> None:
         f"report={settings.report}",
         f"html={settings.html}",
         f"summary={settings.summary}",
+        # Where the three files land again when the report artifact is downloaded.
+        f"folder={os.path.commonpath([path.parent for path in paths])}",
     ]
     target = os.environ.get("GITHUB_OUTPUT")
     if target:
-        with open(target, "a", encoding="utf-8") as out:
+        with Path(target).open("a", encoding="utf-8") as out:
             out.write("\n".join(lines) + "\n")
     print("\n".join(lines))
     if verdict["alarm"]:
@@ -65,11 +68,12 @@ def pr_body() -> None:
     fresh = record["fresh"]
     outcomes = ", ".join(f"{count} {word}" for word, count in fresh["outcomes"].items())
     versions = ", ".join(f"`{name}` ({count})" for name, count in fresh["model_versions"].items())
+    window = fresh["received"]
     print(
-        f"The monitor raised the alarm. This retrains on **{fresh['rows']} labelled "
-        f"predictions** logged from {fresh['window']['since']} to {fresh['window']['until']} "
-        f"({outcomes}; scored by {versions}), added to the {record['base']['rows']} rows the "
-        f"current model learned from: `{record['data']}`, {record['rows']} rows.\n\n"
+        f"The monitor raised the alarm. This retrains on **{fresh['rows']} predictions whose "
+        f"outcomes arrived** from {window['since']} to {window['until']} ({outcomes}; scored "
+        f"by {versions}), added to the {record['base']['rows']} rows the current model learned "
+        f"from: `{record['data']}`, {record['rows']} rows.\n\n"
         "The rows are in the DVC remote, not in git (the pointer and the record are). "
         "train-report retrains and comments here with the comparison; the gate decides as for "
         "any change.\n"
