@@ -19,7 +19,7 @@ LOCK_FLAGS := --python-version 3.11 --generate-hashes --no-header --no-annotate 
 .PHONY: test-slow lint-workflows
 .PHONY: monitor fetch-log retrain-data bench-monitor
 .PHONY: outcomes prune-predictions prometheus
-.PHONY: act act-pr act-deploy act-stop
+.PHONY: act act-pr act-deploy act-monitor act-stop
 
 help: ## Show this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -194,6 +194,9 @@ act-pr: setup registry-up ## With act: checks and train-report for a pull reques
 
 act-deploy: setup registry-up ## With act: the deploy workflow for the merge of make act-pr's pull request
 	python .github/act/run.py deploy $(ACT_ARGS)
+
+act-monitor: setup registry-up ## With act, after make act: the monitor's alarm, its retraining pull request, train-report on it
+	python .github/act/run.py monitor $(ACT_ARGS)
 
 act-stop: setup ## Stop what make act left serving (staging on the port it printed)
 	python .github/act/run.py stop $(ACT_ARGS)

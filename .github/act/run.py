@@ -3,6 +3,8 @@
     python .github/act/run.py pr       # a pull request: checks and train-report
     python .github/act/run.py deploy   # then its merge to main: the deploy workflow
     python .github/act/run.py all      # both (make act)
+    python .github/act/run.py monitor  # then the monitor workflow on a drifted log, the retraining
+                                       # pull request it opens, and train-report on it
     python .github/act/run.py stop     # stop what the deploy left serving (make act-stop)
 
 What plays GitHub, all under the work folder (default .act/, recreated by `pr` and `all`):
@@ -15,7 +17,13 @@ What plays GitHub, all under the work folder (default .act/, recreated by `pr` a
   event JSON from ``events/`` filled in; for ``deploy``, a commit on main moves staging to a free
   loopback port, then the branch (with whatever the workflow committed back) is merged into main
   (no fast-forward), and a push event.
-- ``records/cml`` and ``records/gh``: what the cml and gh stand-ins were asked to do.
+- for ``monitor``: a prediction log of the merged model, written by the package's simulator in a
+  clone of main (``monitor-log/``: a drifted numeric feature, outcomes for half the rows), which
+  the workflow reads as PREDICTION_LOG_URL; then the train-report run the monitor workflow
+  started on its retraining pull request (workflow_dispatch), and a second monitor run, which
+  updates the alarm issue instead of opening another.
+- ``records/cml`` and ``records/gh``: what the cml and gh stand-ins were asked to do (gh keeps
+  the issues and pull requests it opened in ``records/gh/state.json``).
 - ``artifacts/``: what upload-artifact kept, per run; ``logs/``: each act run's output.
 - ``summary.json``: staging's port, the refs, records, timings and exit codes of the runs.
 
@@ -181,6 +189,7 @@ class Workspace:
             "ACT_STANDIN_ARTIFACTS": str(self.folder / "artifacts"),
             "CML_STANDIN_DIR": str(self.records / "cml"),
             "GH_STANDIN_DIR": str(self.records / "gh"),
+            "GH_STANDIN_RESERVED": str(PR_NUMBER),  # run.py's own pull request
             # The bento store of this "runner machine": the deploy jobs build and serve from it.
             "BENTOML_HOME": str(self.folder / "bentoml"),
         }
@@ -332,13 +341,17 @@ def event_file(work: Workspace, template: str, **values: object) -> Path:
     return path
 
 
-def clone_at(work: Workspace, name: str, commit: str) -> Path:
-    """The folder act runs from (github.sha is its HEAD): origin cloned, at ``commit``."""
+def clone_at(work: Workspace, name: str, commit: str, branch: str | None = None) -> Path:
+    """The folder act runs from (github.sha is its HEAD): origin cloned, at ``commit``, or on
+    ``branch`` (github.ref then names it, as for a workflow_dispatch on that branch)."""
     folder = work.folder / name
     if folder.exists():
         shutil.rmtree(folder)
     git(work.folder, "clone", "-q", str(work.origin), str(folder))
-    git(folder, "switch", "-q", "--detach", commit)
+    if branch is not None:
+        git(folder, "switch", "-q", branch)
+    else:
+        git(folder, "switch", "-q", "--detach", commit)
     return folder
 
 
@@ -347,7 +360,7 @@ def clone_at(work: Workspace, name: str, commit: str) -> Path:
 
 def run_act(
     work: Workspace, name: str, event: str, event_path: Path, clone: Path, workflow: str,
-    job: str | None = None, timeout: float = 3600,
+    job: str | None = None, timeout: float = 3600, variables: dict[str, str] | None = None,
 ) -> ActRun:  # fmt: skip
     """One act run of one workflow (or one of its jobs, with the jobs it needs)."""
     number = work.next_number()
@@ -365,6 +378,8 @@ def run_act(
         "--var", f"DVC_REMOTE_URL={work.dvc_remote}",
         *local_repository_flags(),
     ]  # fmt: skip
+    for key, value in (variables or {}).items():
+        command += ["--var", f"{key}={value}"]
     if job:
         command += ["--job", job]
     work.logs.mkdir(parents=True, exist_ok=True)
@@ -429,6 +444,95 @@ def deploy_run(work: Workspace) -> ActRun:
     event = event_file(work, "push.json", before=before, after=after, ref="refs/heads/main")
     clone = clone_at(work, "clone-main", after)
     return run_act(work, "deploy", "push", event, clone, "deploy.yml")
+
+
+MONITOR_LOG_ROWS = 1200  # over the last two days; half of them get their outcome
+
+
+def drift_shift(contract_file: Path) -> dict[str, dict[str, float]]:
+    """A shift of the contract's first bounded numeric feature by a tenth of its range (the
+    simulator clips to the range, as the service would refuse anything outside it)."""
+    terms = yaml.safe_load(contract_file.read_text(encoding="utf-8"))
+    target = terms["target"]["column"]
+    for name, rule in terms["columns"].items():
+        bounded = rule.get("min") is not None and rule.get("max") is not None
+        if name != target and rule["type"] in ("int", "float") and bounded:
+            return {name: {"add": round((rule["max"] - rule["min"]) / 10, 6)}}
+    raise RunError(f"{contract_file}: no bounded numeric feature to shift for the drift drill")
+
+
+def write_monitor_log(work: Workspace) -> Path:
+    """A prediction log of main's model, written by the package's simulator in a clone of main
+    with its outputs pulled from the DVC remote: a drifted feature, outcomes for half."""
+    main_sha = git(work.origin, "rev-parse", "refs/heads/main")
+    clone = clone_at(work, "clone-monitor-log", main_sha)
+    python = sys.executable  # this repository's environment: dvc and the package
+    for command in (
+        [python, "-m", "dvc", "remote", "add", "--local", "--default", "act", str(work.dvc_remote)],
+        [python, "-m", "dvc", "pull", "--quiet"],
+    ):
+        done = subprocess.run(command, cwd=clone, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RunError(f"{' '.join(command[2:])} in {clone}: {done.stderr.strip()}")
+    log = work.folder / "monitor-log"
+    shutil.rmtree(log, ignore_errors=True)
+    shift = drift_shift(clone / "src" / "credit_risk" / "contract.yaml")
+    command = [
+        python, "-m", "credit_risk.monitoring.simulate", "--rows", str(MONITOR_LOG_ROWS),
+        "--seed", "11", "--out", str(log), "--outcomes", "0.5", "--days", "2",
+        "--shift", json.dumps(shift),
+    ]  # fmt: skip
+    done = subprocess.run(
+        command, cwd=clone, capture_output=True, text=True, check=False,
+        env={**os.environ, "PYTHONPATH": str(clone / "src")},
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RunError(f"the simulator failed in {clone}: {done.stderr.strip()}")
+    work.save(monitor_log={"folder": str(log), "rows": MONITOR_LOG_ROWS, "shift": shift})
+    return log
+
+
+def monitor_run(work: Workspace, name: str, log: Path, retrain: bool) -> ActRun:
+    """The monitor workflow, dispatched on main, reading ``log`` as PREDICTION_LOG_URL."""
+    main_sha = git(work.origin, "rev-parse", "refs/heads/main")
+    inputs = {"environment": "production", "since": "", "until": "", "retrain": retrain}
+    event = event_file(work, "workflow_dispatch.json", ref="refs/heads/main",
+                       sha=main_sha, inputs=json.dumps(inputs))  # fmt: skip
+    clone = clone_at(work, f"clone-{name}", main_sha, branch="main")
+    return run_act(work, name, "workflow_dispatch", event, clone, "monitor.yml",
+                   variables={"PREDICTION_LOG_URL": str(log)})  # fmt: skip
+
+
+def dispatched_runs(work: Workspace, after: int) -> list[ActRun]:
+    """The workflow runs gh was asked to start (from call ``after`` on), of train-report: run
+    on their branch, with their inputs, as GitHub would start them."""
+    calls_file = work.records / "gh" / "calls.jsonl"
+    calls = [json.loads(line) for line in calls_file.read_text(encoding="utf-8").splitlines()]
+    runs = []
+    for call in calls[after:]:
+        if call["argv"][:2] != ["workflow", "run"] or call["workflow"] != "train-report.yml":
+            continue
+        branch = call["ref"]
+        sha = git(work.origin, "rev-parse", f"refs/heads/{branch}")
+        event = event_file(work, "workflow_dispatch.json", ref=f"refs/heads/{branch}", sha=sha,
+                           inputs=json.dumps(call["inputs"]))  # fmt: skip
+        clone = clone_at(work, "clone-dispatched", sha, branch=branch)
+        runs.append(run_act(work, "train-report-dispatched", "workflow_dispatch", event, clone,
+                            "train-report.yml"))  # fmt: skip
+    return runs
+
+
+def monitor_runs(work: Workspace) -> list[ActRun]:
+    """The alarm, the retraining pull request and train-report on it; then the alarm again."""
+    if "merge" not in work.summary():
+        raise RunError(f"nothing merged in {work.folder}: run `all` (or `pr`, `deploy`) first")
+    log = write_monitor_log(work)
+    calls_file = work.records / "gh" / "calls.jsonl"
+    before = len(calls_file.read_text(encoding="utf-8").splitlines()) if calls_file.exists() else 0
+    runs = [monitor_run(work, "monitor", log, retrain=True)]
+    runs += dispatched_runs(work, before)
+    runs.append(monitor_run(work, "monitor-again", log, retrain=False))
+    return runs
 
 
 def _processes() -> dict[int, tuple[int, str, str]]:
@@ -504,7 +608,7 @@ def default_tracking_uri() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["pr", "deploy", "all", "stop"])
+    parser.add_argument("what", choices=["pr", "deploy", "all", "monitor", "stop"])
     parser.add_argument("--workdir", type=Path, default=ROOT / ".act")
     parser.add_argument("--tracking-uri", help="MLflow server (default: make registry-up's)")
     parser.add_argument("--dvc-remote", type=Path, default=ROOT / "dvc-remote")
@@ -541,6 +645,8 @@ def main(argv: list[str] | None = None) -> int:
             if "pull_request" not in work.summary():
                 raise RunError(f"no pull request in {work.folder}: run `pr` first")
             runs.append(deploy_run(work))
+        if args.what == "monitor":
+            runs += monitor_runs(work)
     except RunError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -148,3 +148,52 @@ def test_the_gh_stand_in_opens_only_what_origin_has(tmp_path: Path) -> None:
     assert (opened["head"], opened["base"], opened["body"]) == ("promote/x", "main",
                                                                 "the gate report")  # fmt: skip
     assert call("pr", "merge", "1").returncode == 1
+
+
+def test_the_gh_stand_in_keeps_issues_and_pull_requests_as_github_would(tmp_path: Path) -> None:
+    """The monitor workflow's calls: an alarm issue opened once, then found and updated; the
+    retraining pull request's branch looked up by number; workflow runs recorded."""
+    origin, clone = tmp_path / "origin.git", tmp_path / "clone"
+    identity = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+                "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}  # fmt: skip
+    env = {**os.environ, **identity, "GH_STANDIN_DIR": str(tmp_path / "record"),
+           "GH_STANDIN_RESERVED": "1", "GH_REPO": "local/x"}  # fmt: skip
+    for command, cwd in (
+        (["git", "init", "-q", "--bare", str(origin)], tmp_path),
+        (["git", "clone", "-q", str(origin), str(clone)], tmp_path),
+        (["git", "commit", "-q", "--allow-empty", "-m", "retrain"], clone),
+        (["git", "push", "-q", "origin", "HEAD:refs/heads/retrain/x"], clone),
+    ):
+        subprocess.run(command, cwd=cwd, env=env, check=True, capture_output=True)
+    (tmp_path / "report.md").write_text("drift in age")
+    gh = str(STANDINS / "bin" / "gh")
+
+    def call(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([gh, *args], cwd=clone, env=env, capture_output=True, text=True)
+
+    listing = ["issue", "list", "--label", "alarm", "--state", "open", "--limit", "1",
+               "--json", "number", "--jq", ".[0].number // empty"]  # fmt: skip
+    body = ["--body-file", str(tmp_path / "report.md")]
+    assert call("issue", "create", "--label", "alarm", "--title", "t", *body).returncode == 1
+    assert call("label", "create", "alarm", "--color", "D93F0B", "--force").returncode == 0
+    assert call(*listing).stdout == ""  # none open yet
+    opened = call("issue", "create", "--label", "alarm", "--title", "Alarm", *body)
+    assert opened.stdout.strip() == "https://github.com/local/x/issues/2"  # 1 is reserved
+    assert call(*listing).stdout.strip() == "2"
+    (tmp_path / "report.md").write_text("drift in age and duration")
+    assert call("issue", "edit", "2", *body).returncode == 0
+    assert call("issue", "comment", "2", "--body", "again").returncode == 0
+    assert call("issue", "comment", "9", "--body", "x").returncode == 1  # no such issue
+    pull = call("pr", "create", "--base", "main", "--head", "retrain/x", "--title", "Retrain",
+                *body)  # fmt: skip
+    assert pull.stdout.strip() == "https://github.com/local/x/pull/3"
+    view = ["--json", "headRefName", "--jq", ".headRefName"]
+    assert call("pr", "view", "3", *view).stdout.strip() == "retrain/x"
+    assert call("pr", "view", "2", *view).returncode == 1  # an issue, not a pull request
+    ran = call("workflow", "run", "train-report.yml", "--ref", "retrain/x", "-f", "pull-request=3")
+    assert ran.returncode == 0
+    state = json.loads((tmp_path / "record" / "state.json").read_text())
+    assert state["items"]["2"]["body"] == "drift in age and duration"
+    assert state["items"]["2"]["comments"] == ["again"]
+    calls = [json.loads(line) for line in (tmp_path / "record" / "calls.jsonl").open()]
+    assert calls[-1]["inputs"] == {"pull-request": "3"} and calls[-1]["ref"] == "retrain/x"
