@@ -250,3 +250,106 @@ def test_the_merge_deploys_staging_and_opens_the_promotion(merged: Runs) -> None
     stopped = merged.runner("stop", timeout=120)
     assert stopped.returncode == 0, stopped.stderr
     assert not answers(port)
+
+
+MONITOR_SECONDS = 2400  # two monitor runs (three and two jobs) and a dispatched train-report
+
+
+@pytest.fixture(scope="module")
+def monitored(merged: Runs) -> Runs:
+    """run.py monitor: a drifted log of the merged model with outcomes; the monitor workflow
+    (alarm, issue, retraining pull request), train-report dispatched on that pull request, then
+    the monitor again without retraining."""
+    done = merged.runner(
+        "monitor", "--tracking-uri", merged.tracking_uri, "--dvc-remote", str(merged.remote),
+        timeout=MONITOR_SECONDS,
+    )  # fmt: skip
+    assert "monitor_log" in merged.summary, done.stdout[-3000:] + done.stderr
+    return merged
+
+
+def gh_calls(runs: Runs, *command: str) -> list[dict[str, Any]]:
+    return [call for call in runs.calls("gh") if call["argv"][: len(command)] == list(command)]
+
+
+def retraining(runs: Runs) -> dict[str, Any]:
+    (opened,) = [c for c in gh_calls(runs, "pr", "create") if c["head"].startswith("retrain/")]
+    return opened
+
+
+def test_an_alarm_opens_an_issue_and_a_retraining_pull_request(monitored: Runs) -> None:
+    run = monitored.run("monitor")
+    report = monitored.artifact(run, "monitor-report")
+    verdict = json.loads((report / "monitor.json").read_text())
+    (shifted,) = monitored.summary["monitor_log"]["shift"]
+    assert verdict["alarm"] is True and shifted in verdict["drift"]["drifted"]
+
+    # One issue, labelled, holding the report.
+    (label,) = gh_calls(monitored, "label", "create")
+    (issue,) = gh_calls(monitored, "issue", "create")
+    assert "--label" in issue["argv"] and label["argv"][2] in issue["argv"]
+    summary = (report / "monitor.md").read_text().strip()
+    assert summary and summary in issue["body"] and shifted in issue["body"]
+
+    # The retraining pull request: one commit on main with params.yaml and the data's DVC
+    # pointer and record; the rows themselves in the DVC remote, not in git.
+    opened = retraining(monitored)
+    branch, main = opened["head"], monitored.git("rev-parse", "refs/heads/main")
+    assert opened["base"] == "main" and opened["head_sha"] != main
+    assert monitored.git("rev-parse", f"{opened['head_sha']}^") == main
+    changed = set(monitored.git("diff", "--name-only", main, opened["head_sha"]).splitlines())
+    params = yaml.safe_load(monitored.git("show", f"{opened['head_sha']}:params.yaml"))
+    data = params["ingest"]["file"]
+    record_file = data.removesuffix(".csv.gz") + ".json"
+    assert params["ingest"]["source"] == "file" and data.startswith("data/training/")
+    assert changed == {"params.yaml", f"{data}.dvc", record_file, "data/training/.gitignore"}
+    pointer = yaml.safe_load(monitored.git("show", f"{opened['head_sha']}:{data}.dvc"))
+    md5 = pointer["outs"][0]["md5"]
+    assert (monitored.remote / "files" / "md5" / md5[:2] / md5[2:]).is_file()
+    record = json.loads(monitored.git("show", f"{opened['head_sha']}:{record_file}"))
+    rows = monitored.summary["monitor_log"]["rows"]
+    assert 0.4 * rows < record["fresh"]["rows"] < 0.6 * rows  # the half with outcomes
+    assert record["rows"] == record["base"]["rows"] + record["fresh"]["rows"]
+    assert "outcomes arrive" in opened["body"] and summary in opened["body"]
+
+    # train-report and checks started on the branch, with the pull request's number.
+    started = {call["workflow"]: call for call in gh_calls(monitored, "workflow", "run")}
+    assert set(started) == {"train-report.yml", "checks.yml"}
+    assert started["train-report.yml"]["ref"] == branch == started["checks.yml"]["ref"]
+    assert started["train-report.yml"]["inputs"] == {"pull-request": str(opened["number"])}
+
+
+def test_train_report_retrains_the_retraining_pull_request_on_the_fresh_rows(
+    monitored: Runs,
+) -> None:
+    monitored.run("train-report-dispatched")
+    opened = retraining(monitored)
+    comment = monitored.calls("cml")[-1]
+    assert comment["argv"][-2:] == [f"--target=pr/{opened['number']}", "reports/pr-report.md"]
+    handed = monitored.folder / "records" / "cml" / comment["files"]["reports/pr-report.md"]
+    assert "`ingest.file`" in handed.read_text()  # the change under review, in the report
+
+    # Retrained on the new rows: committed back on top of the pull request's commit, with a
+    # lock whose ingest reads the new file and whose model is new and in the remote.
+    head = monitored.git("rev-parse", f"refs/heads/{opened['head']}")
+    assert monitored.git("rev-parse", f"{head}^") == opened["head_sha"]
+    lock = yaml.safe_load(monitored.git("show", f"{head}:dvc.lock"))
+    data = lock["stages"]["ingest"]["params"]["params.yaml"]["ingest.file"]
+    pointer = yaml.safe_load(monitored.git("show", f"{head}:{data}.dvc"))
+    deps = {dep["path"]: dep["md5"] for dep in lock["stages"]["ingest"]["deps"]}
+    assert pointer["outs"][0]["md5"] in deps.values()
+    md5 = monitored.lock_model_md5(head)
+    assert md5 != monitored.lock_model_md5("refs/heads/main")
+    assert (monitored.remote / "files" / "md5" / md5[:2] / md5[2:]).is_file()
+
+
+def test_a_second_alarm_updates_the_open_issue_instead_of_opening_another(
+    monitored: Runs,
+) -> None:
+    monitored.run("monitor-again")
+    (issue,) = gh_calls(monitored, "issue", "create")
+    (edited,) = gh_calls(monitored, "issue", "edit")
+    (commented,) = gh_calls(monitored, "issue", "comment")
+    assert edited["argv"][2] == commented["argv"][2] == str(issue["number"])
+    assert "again" in commented["body"]
+    assert len([c for c in gh_calls(monitored, "pr", "create") if "retrain/" in c["head"]]) == 1
