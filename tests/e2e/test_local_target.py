@@ -29,6 +29,8 @@ from credit_risk.deploy.local import LocalTarget, default_nginx
 from credit_risk.deploy.supervise import Spec, alive, command_line, descendants
 from credit_risk.deploy.targets import DeployError
 from credit_risk.files import write_json
+from credit_risk.monitoring.job import environment_log
+from credit_risk.monitoring.predictions import read_predictions
 from credit_risk.schema import contract, example_record
 from credit_risk.serving.bento import pinned_model
 from credit_risk.serving.model_store import store
@@ -199,7 +201,11 @@ def workers_of(replica: int) -> list[int]:
 
 
 def test_releases_switch_without_a_failed_request(
-    target: LocalTarget, releases: dict[str, Release], settings: LocalSettings, tmp_path: Path
+    target: LocalTarget,
+    releases: dict[str, Release],
+    settings: LocalSettings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     first = target.deploy(releases["a"])
     assert first.running and first.ready, first.detail
@@ -216,6 +222,7 @@ def test_releases_switch_without_a_failed_request(
     with Caller(first.where) as caller:
         second = target.deploy(releases["b"])
     assert caller.failures == [], caller.failures
+    answered = caller.answers[200]
     assert caller.versions[0] == releases["a"].model_tag
     assert caller.versions[-1] == releases["b"].model_tag
     assert second.ready and second.model_tag == releases["b"].model_tag
@@ -227,6 +234,7 @@ def test_releases_switch_without_a_failed_request(
     assert "model failed to load" in str(refused.value)
     assert "model_load_failed" in str(refused.value)  # the replica's own log line
     assert caller.failures == [], caller.failures
+    answered += caller.answers[200]
     assert set(caller.versions) == {releases["b"].model_tag}
     after = target.observe()
     assert after.ready and after.model_tag == releases["b"].model_tag
@@ -240,6 +248,18 @@ def test_releases_switch_without_a_failed_request(
     with pytest.raises(DeployError, match=f"port {settings.port} .* in use by another program"):
         elsewhere.deploy(releases["a"])
     assert target.observe().ready
+
+    # Every release of the environment logged what it scored into the environment's one log,
+    # where `make monitor ENV=<name>` finds it: both versions, every answered request (and the
+    # smoke tests' rows).
+    (tmp_path / "deploy").mkdir()
+    shutil.copy(ROOT / "deploy" / "staging.yaml", tmp_path / "deploy" / f"{target.name}.yaml")
+    monkeypatch.chdir(tmp_path)
+    folder = environment_log(target.name)
+    assert folder.resolve() == target.layout.predictions.resolve()
+    logged = read_predictions(folder, None, None)
+    assert set(logged["model_version"]) == {releases["a"].model_tag, releases["b"].model_tag}
+    assert len(logged) >= answered and logged["request_id"].is_unique
 
 
 def test_a_killed_replica_comes_back_and_the_proxy_keeps_answering(

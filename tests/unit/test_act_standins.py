@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -120,24 +121,33 @@ def test_the_cml_stand_in_records_the_call_and_the_report(tmp_path: Path) -> Non
     assert gone.returncode == 1 and "nope.md" in gone.stderr
 
 
-def test_the_gh_stand_in_opens_only_what_origin_has(tmp_path: Path) -> None:
+Gh = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def gh_with_branch(tmp_path: Path, branch: str, **env_extra: str) -> Gh:
+    """The gh stand-in, called from a clone whose origin (a bare repository) has ``branch``."""
     origin, clone = tmp_path / "origin.git", tmp_path / "clone"
     identity = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
                 "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}  # fmt: skip
-    env = {**os.environ, **identity, "GH_STANDIN_DIR": str(tmp_path / "record")}
+    env = {**os.environ, **identity, "GH_STANDIN_DIR": str(tmp_path / "record"), **env_extra}
     for command, cwd in (
         (["git", "init", "-q", "--bare", str(origin)], tmp_path),
         (["git", "clone", "-q", str(origin), str(clone)], tmp_path),
-        (["git", "commit", "-q", "--allow-empty", "-m", "promote"], clone),
-        (["git", "push", "-q", "origin", "HEAD:refs/heads/promote/x"], clone),
+        (["git", "commit", "-q", "--allow-empty", "-m", "a commit"], clone),
+        (["git", "push", "-q", "origin", f"HEAD:refs/heads/{branch}"], clone),
     ):
         subprocess.run(command, cwd=cwd, env=env, check=True, capture_output=True)
-    (tmp_path / "body.md").write_text("the gate report")
     gh = str(STANDINS / "bin" / "gh")
 
     def call(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([gh, *args], cwd=clone, env=env, capture_output=True, text=True)
 
+    return call
+
+
+def test_the_gh_stand_in_opens_only_what_origin_has(tmp_path: Path) -> None:
+    call = gh_with_branch(tmp_path, "promote/x")
+    (tmp_path / "body.md").write_text("the gate report")
     assert call("auth", "setup-git").returncode == 0
     create = ["pr", "create", "--base", "main", "--title", "Promote x", "--body-file",
               str(tmp_path / "body.md")]  # fmt: skip
@@ -153,23 +163,8 @@ def test_the_gh_stand_in_opens_only_what_origin_has(tmp_path: Path) -> None:
 def test_the_gh_stand_in_keeps_issues_and_pull_requests_as_github_would(tmp_path: Path) -> None:
     """The monitor workflow's calls: an alarm issue opened once, then found and updated; the
     retraining pull request's branch looked up by number; workflow runs recorded."""
-    origin, clone = tmp_path / "origin.git", tmp_path / "clone"
-    identity = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
-                "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}  # fmt: skip
-    env = {**os.environ, **identity, "GH_STANDIN_DIR": str(tmp_path / "record"),
-           "GH_STANDIN_RESERVED": "1", "GH_REPO": "local/x"}  # fmt: skip
-    for command, cwd in (
-        (["git", "init", "-q", "--bare", str(origin)], tmp_path),
-        (["git", "clone", "-q", str(origin), str(clone)], tmp_path),
-        (["git", "commit", "-q", "--allow-empty", "-m", "retrain"], clone),
-        (["git", "push", "-q", "origin", "HEAD:refs/heads/retrain/x"], clone),
-    ):
-        subprocess.run(command, cwd=cwd, env=env, check=True, capture_output=True)
+    call = gh_with_branch(tmp_path, "retrain/x", GH_STANDIN_RESERVED="1", GH_REPO="local/x")
     (tmp_path / "report.md").write_text("drift in age")
-    gh = str(STANDINS / "bin" / "gh")
-
-    def call(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([gh, *args], cwd=clone, env=env, capture_output=True, text=True)
 
     listing = ["issue", "list", "--label", "alarm", "--state", "open", "--limit", "1",
                "--json", "number", "--jq", ".[0].number // empty"]  # fmt: skip
