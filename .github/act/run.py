@@ -7,7 +7,7 @@
                                        # pull request it opens, and train-report on it
     python .github/act/run.py stop     # stop what the deploy left serving (make act-stop)
 
-What plays GitHub, all under the work folder (default .act/, recreated by `pr` and `all`):
+What plays GitHub, all under the work folder (default act-runs/, recreated by `pr` and `all`):
 
 - ``github/<owner>/<name>.git``: a bare repository seeded with a snapshot of this working copy
   (tracked and new unignored files). The checkout stand-in clones from it and the workflows'
@@ -71,6 +71,9 @@ EVENTS = HERE / "events"
 WORKFLOWS = ROOT / ".github" / "workflows"
 ACT = Path(sys.executable).parent / "act"
 
+# Not a hidden folder: `bentoml build` refuses a build context below one (the deploy job builds
+# in its workspace, which act puts under the work folder).
+WORKDIR = "act-runs"
 REPOSITORY = "local/credit-risk"  # owner/name the runs use (github.repository)
 RUNNER_LABEL = "ubuntu-24.04"  # the workflows' runs-on, run on this machine
 PR_NUMBER = 1
@@ -609,7 +612,7 @@ def default_tracking_uri() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("what", choices=["pr", "deploy", "all", "monitor", "stop"])
-    parser.add_argument("--workdir", type=Path, default=ROOT / ".act")
+    parser.add_argument("--workdir", type=Path, default=ROOT / WORKDIR)
     parser.add_argument("--tracking-uri", help="MLflow server (default: make registry-up's)")
     parser.add_argument("--dvc-remote", type=Path, default=ROOT / "dvc-remote")
     parser.add_argument(
