@@ -6,8 +6,10 @@ score for an outcome costs as the log grows (it scans the days back to max_outco
 Writes a throw-away log of ``days`` days x ``records-per-day`` records (the contract's example
 record, /score_batch-sized requests of 100), then times:
 1. PredictionWriter.write for 1, 100 and 1,000 records per request (microseconds per request);
-2. record_outcomes for one score logged today (found in the newest day: the usual case), and
-   for an unknown id (every day scanned: the worst case), with MB scanned per second;
+2. record_outcomes for one score logged today (found in the newest day: the usual case); for
+   an unknown id (every day searched: the worst case), first on the bare log (every file
+   scanned, MB per second; the days that are over get their indexes), then through those
+   indexes; and for a score of the oldest day, through them;
 3. read_predictions of one day.
 
 Prints a table and writes benchmarks/results/prediction_log.json.
@@ -28,6 +30,7 @@ from credit_risk.monitoring.predictions import (
     Outcome,
     PredictionWriter,
     UnknownRequestError,
+    find_scored,
     prediction_files,
     read_predictions,
     record_outcomes,
@@ -91,13 +94,22 @@ def main() -> None:
                 return
             raise SystemExit("an unknown id was found")
 
-        missing = timed(unknown, 3)
+        started = time.perf_counter()
+        unknown()  # the first search scans every file, and indexes the days that are over
+        missing = time.perf_counter() - started
+        indexed = timed(unknown, 3)
+        oldest_id = f"d{args.days - 1}-r0"
+        first = (now - timedelta(days=args.days)).date()
+        oldest = timed(lambda: find_scored(folder, [(oldest_id, 0)], first, now.date()), 3)
         one_day = timed(lambda: read_predictions(folder, since=now.date()), 3)
         results.update(
             log_mb=round(size_mb, 1),
             outcome_found_today_seconds=round(found, 4),
             outcome_unknown_full_scan_seconds=round(missing, 3),
             scan_mb_per_second=round(size_mb / missing, 1),
+            outcome_unknown_indexed_seconds=round(indexed, 4),
+            outcome_oldest_day_indexed_seconds=round(oldest, 4),
+            index_speedup=round(missing / indexed, 1),
             read_one_day_seconds=round(one_day, 3),
         )
     for key, value in results.items():

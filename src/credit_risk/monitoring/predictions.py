@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import io
 import json
 import math
@@ -50,6 +51,7 @@ import pandas as pd
 
 from credit_risk.config import PredictionLog
 from credit_risk.errors import CreditRiskError, DataError
+from credit_risk.files import atomic_path
 from credit_risk.schema import PANDAS_DTYPES, contract, feature_columns, outcome_names
 
 LOG_VARIABLE = "CREDIT_RISK_PREDICTION_LOG"  # the folder, for one deploy environment
@@ -66,6 +68,7 @@ OUTCOME_COLUMNS = ("request_id", "row", "outcome", "received_at")
 # How a prediction line starts (json.dumps with the default separators, keys in HEAD order):
 # the outcome lookup finds request ids with this, without parsing whole lines.
 FEW_IDS = 32  # up to this many ids still to find, search for each; more: read every line start
+INDEX_SUFFIX = ".ids"  # beside each log file of a day that is over: see find_scored
 LINE_START = re.compile(rb'^\{"request_id": "((?:[^"\\]|\\.)*)", "row": (\d+),', re.MULTILINE)
 
 
@@ -440,31 +443,95 @@ def _outcomes_locked(folder: Path) -> Iterator[Path]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _key_hash(request_id: str, row: int) -> int:
+    """A (request_id, row) pair as 64 bits, for the files' indexes."""
+    digest = hashlib.blake2b(f"{request_id}\x00{row}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def _keys_in(data: bytes) -> Iterator[tuple[str, int]]:
+    """The (request_id, row) of every line of a log file's bytes (read from each line's start)."""
+    for match in LINE_START.finditer(data):
+        quoted = match[1]
+        rid = json.loads(b'"' + quoted + b'"') if b"\\" in quoted else quoted.decode()
+        yield rid, int(match[2])
+
+
+def index_of(path: Path) -> Path:
+    """The index kept beside a log file: its keys' hashes, sorted (``.ids``, never read as log)."""
+    return path.with_suffix(INDEX_SUFFIX)
+
+
+def _load_index(path: Path, size: int) -> np.ndarray | None:
+    """The file's index, if one was built when the file had ``size`` bytes (else None)."""
+    try:
+        stored = np.fromfile(index_of(path), dtype="<u8")
+    except (FileNotFoundError, ValueError):
+        return None
+    if len(stored) == 0 or int(stored[0]) != size:
+        return None
+    return stored[1:]
+
+
+def _in_index(index: np.ndarray, hashes: Mapping[tuple[str, int], int]) -> set[tuple[str, int]]:
+    """The keys whose hash the index holds (a match may be another key's hash: confirm it)."""
+    if len(index) == 0:
+        return set()
+    keys = list(hashes)
+    probes = np.array([hashes[key] for key in keys], dtype="<u8")
+    places = np.searchsorted(index, probes).clip(max=len(index) - 1)
+    return {key for key, hit in zip(keys, index[places] == probes, strict=True) if hit}
+
+
+def _write_index(path: Path, data: bytes) -> None:
+    """Index a file whose day is over: its size, then its keys' hashes sorted. Written whole or
+    not at all; a log file that grows after (a write that began before midnight) makes its
+    index stale, and the size says so."""
+    hashes = np.fromiter((_key_hash(*key) for key in _keys_in(data)), dtype="<u8")
+    stored = np.concatenate([np.array([len(data) - 1], dtype="<u8"), np.sort(hashes)])
+    # An index is an optimisation: failing to write one (a read-only log) is never a failure.
+    with contextlib.suppress(OSError), atomic_path(index_of(path)) as tmp:
+        stored.tofile(tmp)
+
+
 def find_scored(
     folder: Path, keys: Iterable[tuple[str, int]], first: date, last: date
 ) -> set[tuple[str, int]]:
     """Which (request_id, row) pairs the log holds in the days [first, last], newest day first,
-    stopping once all are found. Cost grows with the days scanned: a few ids are searched for
-    as bytes (memory speed); many at once, by reading each line's start."""
+    stopping once all are found.
+
+    A file of a day that is over gets an index on its first search (``.ids``: its size and
+    its keys' 64-bit hashes, sorted), so a later search reads 8 bytes per record instead of
+    the record, and reads the file itself only to confirm a hash that matches. Today's files
+    are still growing and are searched directly: a few ids as bytes (memory speed), many at
+    once by reading each line's start."""
     wanted = set(keys)
     found: set[tuple[str, int]] = set()
     needles = {
         key: f'\n{{"request_id": {json.dumps(key[0])}, "row": {key[1]},'.encode() for key in wanted
     }
+    hashes = {key: _key_hash(*key) for key in wanted}
+    today = datetime.now(UTC).date()
     for path in reversed(prediction_files(Path(folder), first, last)):
         try:
+            size = path.stat().st_size
+            closed = _day_of(path.parent.parent) != today
+            index = _load_index(path, size) if closed else None
+            if index is not None:
+                candidates = _in_index(index, {key: hashes[key] for key in wanted - found})
+                if not candidates:
+                    continue
+            else:
+                candidates = wanted - found
             data = b"\n" + path.read_bytes()  # every line, the first included, follows a newline
-        except FileNotFoundError:
+        except FileNotFoundError:  # deleted by retention while searched
             continue
-        if len(wanted) - len(found) <= FEW_IDS:
-            found.update(key for key in wanted - found if needles[key] in data)
+        if closed and index is None:
+            _write_index(path, data)
+        if len(candidates) <= FEW_IDS:
+            found.update(key for key in candidates if needles[key] in data)
         else:
-            for match in LINE_START.finditer(data):
-                quoted = match[1]
-                rid = json.loads(b'"' + quoted + b'"') if b"\\" in quoted else quoted.decode()
-                key = (rid, int(match[2]))
-                if key in wanted:
-                    found.add(key)
+            found.update(key for key in _keys_in(data) if key in candidates)
         if found == wanted:
             break
     return found

@@ -24,6 +24,7 @@ from credit_risk.monitoring.predictions import (
     PredictionWriter,
     UnknownRequestError,
     delete_expired,
+    index_of,
     log_folder,
     logged_features,
     parse_outcomes,
@@ -355,3 +356,44 @@ def test_outcomes_find_ids_that_json_escapes(writer: PredictionWriter) -> None:
     write(writer, 'odd "id" \\ é')
     assert record_outcomes(writer.folder, [Outcome('odd "id" \\ é', outcome_names()[0])], 30,
                            now=NOON) == 1  # fmt: skip
+
+
+def test_days_that_are_over_are_indexed_and_searched_through_the_index(
+    writer: PredictionWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An outcome may come a year after its score: the days it searches get an index on the
+    first search, and later searches read the index, not the records; a day's file that grows
+    after its index was built is searched whole again."""
+    for day in range(5):
+        for request in range(20):
+            write(writer, f"d{day}-r{request}", count=3, at=NOON - timedelta(days=day))
+    writer.close()
+    folder, word = writer.folder, outcome_names()[0]
+    with pytest.raises(UnknownRequestError):
+        record_outcomes(folder, [Outcome("no-such-id", word)], 30, now=NOON)
+    files = prediction_files(folder)
+    indexes = [index_of(path) for path in files]
+    assert all(index.is_file() for index in indexes)  # NOON's day is long over: all indexed
+
+    reads: list[Path] = []
+    real = Path.read_bytes
+
+    def counted(path: Path) -> bytes:
+        reads.append(path)
+        return real(path)
+
+    monkeypatch.setattr(Path, "read_bytes", counted)
+    with pytest.raises(UnknownRequestError):
+        record_outcomes(folder, [Outcome("still-no-such-id", word)], 30, now=NOON)
+    assert [path for path in reads if path.suffix == ".jsonl"] == []  # indexes only
+    oldest = "d4-r7"
+    assert record_outcomes(folder, [Outcome(oldest, word, 2)], 30, now=NOON) == 1
+    assert [path.parent.parent.name for path in reads if path.suffix == ".jsonl"] == [
+        f"{DAY}{(NOON - timedelta(days=4)).date()}"
+    ]  # only the file that holds it, to confirm
+    # A record written into a finished day after its index was built is still found.
+    write(writer, "late", at=NOON - timedelta(days=2))
+    writer.close()
+    assert record_outcomes(folder, [Outcome("late", word)], 30, now=NOON) == 1
+    # The reader never takes an index for a log file.
+    assert len(read_predictions(folder)) == 5 * 20 * 3 + 1
