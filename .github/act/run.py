@@ -498,7 +498,9 @@ def write_monitor_log(work: Workspace) -> Path:
 def monitor_run(work: Workspace, name: str, log: Path, retrain: bool) -> ActRun:
     """The monitor workflow, dispatched on main, reading ``log`` as PREDICTION_LOG_URL."""
     main_sha = git(work.origin, "rev-parse", "refs/heads/main")
-    inputs = {"environment": "production", "since": "", "until": "", "retrain": retrain}
+    # As in GitHub's payload, every input is a string (the inputs context types them).
+    inputs = {"environment": "production", "since": "", "until": "",
+              "retrain": str(retrain).lower()}  # fmt: skip
     event = event_file(work, "workflow_dispatch.json", ref="refs/heads/main",
                        sha=main_sha, inputs=json.dumps(inputs))  # fmt: skip
     clone = clone_at(work, f"clone-{name}", main_sha, branch="main")
