@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
-from ruamel.yaml import YAML
 
 from credit_risk.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ruamel.yaml import YAML
 
 Model = TypeVar("Model", bound=BaseModel)
 Parsed = TypeVar("Parsed")
@@ -59,7 +61,10 @@ def format_validation_error(exc: ValidationError) -> str:
 
 def round_trip_yaml() -> YAML:
     """A YAML reader and writer that keeps a file's comments, quotes and key order, and writes
-    null as ``null``: for the commands that edit params.yaml (adopt, retrain-data)."""
+    null as ``null``: for the commands that edit params.yaml (adopt, retrain-data). ruamel is a
+    pipeline dependency, not a serving one: imported here, never when the service loads."""
+    from ruamel.yaml import YAML
+
     yaml_io = YAML()
     yaml_io.preserve_quotes = True
     yaml_io.width = 100
