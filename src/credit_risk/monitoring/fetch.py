@@ -30,7 +30,7 @@ from credit_risk.config import load_params
 from credit_risk.errors import ConfigError
 from credit_risk.files import atomic_path
 from credit_risk.monitoring.job import add_window_arguments, window_of
-from credit_risk.monitoring.predictions import DAY, OUTCOMES
+from credit_risk.monitoring.predictions import OUTCOMES, day_of
 from credit_risk.stage import run
 
 log = logging.getLogger(__name__)
@@ -43,22 +43,13 @@ class Fetched:
     bytes: int  # bytes copied
 
 
-def _day(name: str) -> date | None:
-    if not name.startswith(DAY):
-        return None
-    try:
-        return date.fromisoformat(name.removeprefix(DAY))
-    except ValueError:
-        return None
-
-
 def wanted(relative: PurePosixPath, first: date, last: date) -> bool:
     """A log file to fetch: an outcome (any day: they name scores of earlier days), or a
     prediction file of a day in [first, last]."""
     parts = relative.parts
     if parts and parts[0] == OUTCOMES:
         return True
-    day = _day(parts[0]) if parts else None
+    day = day_of(PurePosixPath(parts[0])) if parts else None
     return day is not None and first <= day <= last
 
 

@@ -43,7 +43,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
@@ -104,7 +104,8 @@ def _utc(moment: datetime | date | str | None) -> datetime | None:
     return stamp.to_pydatetime()
 
 
-def _day_of(folder: Path) -> date | None:
+def day_of(folder: PurePath) -> date | None:
+    """The day a partition folder (day=YYYY-MM-DD) holds; None for any other name."""
     if not folder.name.startswith(DAY):
         return None
     try:
@@ -265,7 +266,7 @@ def _days(folder: Path, first: date | None, last: date | None) -> list[Path]:
         return []
     found = []
     for path in folder.iterdir():
-        day = _day_of(path)
+        day = day_of(path)
         if day is None or (first and day < first) or (last and day > last):
             continue
         found.append((day, path))
@@ -515,7 +516,7 @@ def find_scored(
     for path in reversed(prediction_files(Path(folder), first, last)):
         try:
             size = path.stat().st_size
-            closed = _day_of(path.parent.parent) != today
+            closed = day_of(path.parent.parent) != today
             index = _load_index(path, size) if closed else None
             if index is not None:
                 candidates = _in_index(index, {key: hashes[key] for key in wanted - found})
